@@ -1,0 +1,1 @@
+"""vidattn models: the attention zoo, backbones, heads and losses."""

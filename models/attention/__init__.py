@@ -1,0 +1,17 @@
+"""The attention zoo. Every module file in this package registers its classes on import.
+
+>>> from models.attention import build_attention, list_attention
+>>> m = build_attention("cbam", channels=256)
+"""
+import importlib
+import pkgutil
+
+from .registry import (FAMILIES, KINDS, build_attention, get_attention_class, list_aliases,
+                       list_attention, register_attention)
+
+for _info in pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_") and _info.name != "registry":
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+__all__ = ["FAMILIES", "KINDS", "build_attention", "get_attention_class", "list_aliases",
+           "list_attention", "register_attention"]
