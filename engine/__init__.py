@@ -1,0 +1,1 @@
+"""vidattn engine: config, training loop, evaluation and metrics."""
