@@ -1,6 +1,7 @@
 """Torch datasets over re-ID tracklets: frames decoded with ``torchvision.io`` on demand."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -10,6 +11,10 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 
 from .frame_sampling import METHODS, sample_all, sample_dense, sample_evenly, sample_random
 from .mars import Tracklet
+
+# torchvision 0.29 marks its image codecs deprecated in favour of TorchCodec; they remain the
+# fastest JPEG path here and the issue asks for torchvision.io, so keep them and stay quiet.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 
 def read_frames(paths: Sequence[str]) -> torch.Tensor:
@@ -68,5 +73,6 @@ class TrackletDataset(Dataset):
 def collate_clips(batch):
     """Batch multi-clip items: clips concatenated to ``(sum clips, C, T, H, W)`` plus the owner index."""
     clips, pids, camids, index = zip(*batch)
+    clips = [c.unsqueeze(0) if c.ndim == 4 else c for c in clips]
     owner = torch.cat([torch.full((c.shape[0],), k, dtype=torch.long) for k, c in enumerate(clips)])
     return torch.cat(clips), owner, torch.tensor(pids), torch.tensor(camids), torch.tensor(index)

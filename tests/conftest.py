@@ -14,3 +14,13 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_mars(tmp_path_factory):
+    """A small synthetic MARS tree in the official layout (session-wide, written once)."""
+    from datasets.synthetic_mars import write_synthetic_mars
+    root = str(tmp_path_factory.mktemp("mars"))
+    counts = write_synthetic_mars(root, num_train_ids=8, num_test_ids=6, num_cameras=3, frames=(4, 8),
+                                  num_distractors=2, num_junk=2, size=(32, 16), seed=1)
+    return root, counts

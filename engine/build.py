@@ -1,0 +1,111 @@
+"""The only place where config keys become plain arguments of models, datasets and optimisers."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import DataLoader
+
+from models.heads import build_aggregator
+from models.video_net import VideoClassifier, VideoReIDNet
+
+
+def _kwargs(node) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(node).items()}
+
+
+def build_backbone_from_cfg(cfg):
+    from models.backbones import ResNet2D
+    b = cfg.MODEL.BACKBONE
+    att = b.ATTENTION
+    common = dict(num_frames=cfg.DATA.SEQ_LEN, attention=att.NAME or None, stages=list(att.STAGES),
+                  placement=att.PLACEMENT or None, attention_kwargs=_kwargs(att.KWARGS),
+                  pretrained=cfg.MODEL.PRETRAINED or None)
+    if b.NAME.startswith("resnet"):
+        return ResNet2D(b.NAME, last_stride=b.LAST_STRIDE, every=att.EVERY,
+                        channels_last=cfg.MODEL.CHANNELS_LAST, **common)
+    try:
+        from models.backbones.factory import build_backbone
+    except ImportError as e:  # pragma: no cover - 3D backbones live in their own module
+        raise ValueError(f"unknown backbone {b.NAME!r}") from e
+    return build_backbone(b.NAME, **common)
+
+
+def build_model(cfg, num_classes: int) -> torch.nn.Module:
+    backbone = build_backbone_from_cfg(cfg)
+    agg = build_aggregator(cfg.MODEL.AGGREGATOR.NAME, backbone.out_channels, cfg.DATA.SEQ_LEN,
+                           _kwargs(cfg.MODEL.AGGREGATOR.KWARGS))
+    if cfg.TASK == "reid":
+        return VideoReIDNet(backbone, agg, num_classes, neck=cfg.MODEL.HEAD.NECK, neck_feat=cfg.MODEL.HEAD.NECK_FEAT)
+    if cfg.TASK == "action":
+        return VideoClassifier(backbone, agg, num_classes, dropout=cfg.MODEL.HEAD.DROPOUT)
+    raise ValueError(f"TASK must be 'reid' or 'action', got {cfg.TASK!r}")
+
+
+def build_optimizer(cfg, model: torch.nn.Module, extra_params=()) -> torch.optim.Optimizer:
+    """No weight decay on biases and norm parameters (the usual re-ID / TSN practice)."""
+    decay, no_decay = [], []
+    for p in list(model.parameters()) + list(extra_params):
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    s = cfg.SOLVER
+    groups = [{"params": decay, "weight_decay": s.WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}]
+    name = s.OPTIMIZER.lower()
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=s.BASE_LR)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=s.BASE_LR)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM, nesterov=True)
+    raise ValueError(f"SOLVER.OPTIMIZER must be adam, adamw or sgd, got {s.OPTIMIZER!r}")
+
+
+def lr_factor(epoch: float, max_epochs: int, warmup_epochs: float, warmup_factor: float, scheduler: str,
+              steps=(), gamma: float = 0.1) -> float:
+    """Linear warm-up from ``warmup_factor`` to 1, then step decay or cosine annealing (per iteration)."""
+    if epoch < warmup_epochs:
+        alpha = epoch / warmup_epochs
+        return warmup_factor * (1 - alpha) + alpha
+    if scheduler == "step":
+        return gamma ** sum(epoch >= s for s in steps)
+    if scheduler == "cosine":
+        span = max(max_epochs - warmup_epochs, 1e-8)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - warmup_epochs) / span)))
+    raise ValueError(f"SOLVER.SCHEDULER must be step or cosine, got {scheduler!r}")
+
+
+def build_scheduler(cfg, optimizer, iters_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    s = cfg.SOLVER
+    fn = lambda it: lr_factor(it / iters_per_epoch, s.MAX_EPOCHS, s.WARMUP_EPOCHS, s.WARMUP_FACTOR,  # noqa: E731
+                              s.SCHEDULER, tuple(s.STEPS), s.GAMMA)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+
+
+def _loader(dataset, cfg, **kw) -> DataLoader:
+    workers = cfg.DATA.NUM_WORKERS
+    return DataLoader(dataset, num_workers=workers, persistent_workers=False,
+                      pin_memory=torch.cuda.is_available(), **kw)
+
+
+def build_reid_data(cfg, rank: int = 0, world: int = 1):
+    """MARS index, training loader (P x K, sharded across ranks) and query/gallery loaders."""
+    from datasets import MARS
+    from datasets.samplers import RandomIdentitySampler
+    from datasets.tracklet_dataset import TrackletDataset, collate_clips
+    from datasets.transforms import build_reid_transform
+    if cfg.DATA.DATASET != "mars":
+        raise ValueError(f"re-ID data must be DATA.DATASET 'mars', got {cfg.DATA.DATASET!r}")
+    d = cfg.DATA
+    mars = MARS(d.ROOT)
+    t_train = build_reid_transform(d.HEIGHT, d.WIDTH, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN, d.STD)
+    t_test = build_reid_transform(d.HEIGHT, d.WIDTH, False, mean=d.MEAN, std=d.STD)
+    train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, seed=cfg.SEED)
+    sampler = RandomIdentitySampler([t.pid for t in mars.train], d.NUM_IDS, d.NUM_INSTANCES, seed=cfg.SEED,
+                                    num_replicas=world, rank=rank)
+    train = _loader(train_set, cfg, batch_size=d.NUM_IDS * d.NUM_INSTANCES, sampler=sampler, drop_last=True)
+    tracklets_per_batch = max(1, cfg.TEST.BATCH_SIZE // 4) if d.TEST_SAMPLE in ("dense", "all") else cfg.TEST.BATCH_SIZE
+    query = _loader(TrackletDataset(mars.query, d.SEQ_LEN, d.TEST_SAMPLE, t_test), cfg,
+                    batch_size=tracklets_per_batch, collate_fn=collate_clips)
+    gallery = _loader(TrackletDataset(mars.gallery, d.SEQ_LEN, d.TEST_SAMPLE, t_test), cfg,
+                      batch_size=tracklets_per_batch, collate_fn=collate_clips)
+    return mars, train, query, gallery

@@ -1,0 +1,46 @@
+"""Evaluation of a saved checkpoint (``tools/test.py``)."""
+from __future__ import annotations
+
+import torch
+
+from .build import build_model
+from .checkpoint import load_checkpoint
+from .config import load_config
+from .distributed import resolve_device
+from .tasks import build_task
+from .trainer import amp_dtype, setup_logging, write_metrics
+
+
+def load_trained(config_path: str, checkpoint: str, overrides=(), task_needed: bool = True):
+    """(cfg, task, model, device) with the checkpoint's weights, in eval mode."""
+    cfg = load_config(config_path, list(overrides))
+    setup_logging(None)
+    device = resolve_device(cfg.MODEL.DEVICE)
+    task = build_task(cfg) if task_needed else None
+    if task is not None:
+        num_classes = task.num_classes
+    else:
+        num_classes = _num_classes_from_checkpoint(checkpoint)
+    model = build_model(cfg, num_classes).to(device)
+    load_checkpoint(checkpoint, model, restore_rng=False)
+    return cfg, task, model.eval(), device
+
+
+def _num_classes_from_checkpoint(path: str) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    for key in ("head.classifier.weight", "head.fc.weight"):
+        if key in state:
+            return state[key].shape[0]
+    raise KeyError(f"cannot tell the number of classes from {path!r}")
+
+
+def run_test(config_path: str, checkpoint: str, overrides=(), ranks_png: str | None = None) -> dict:
+    cfg, task, model, device = load_trained(config_path, checkpoint, overrides)
+    metrics = task.evaluate(model, device, amp_dtype(cfg, device))
+    print(task.format(metrics, "checkpoint"))
+    write_metrics(cfg.OUTPUT_DIR, metrics)
+    if ranks_png and cfg.TASK == "reid":
+        from .visualize import draw_ranked_gallery
+        d = task.last_details
+        draw_ranked_gallery(d["distmat"], task.dataset.query, task.dataset.gallery, ranks_png)
+    return {**metrics, "output_dir": cfg.OUTPUT_DIR}

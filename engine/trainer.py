@@ -1,0 +1,190 @@
+"""The training loop: single process or DDP (torchrun), AMP, warm-up + step/cosine LR, tqdm,
+TensorBoard, periodic evaluation, atomic checkpoints and exact resume."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from . import distributed as du
+from .build import build_model, build_optimizer, build_scheduler
+from .checkpoint import atomic_save, load_checkpoint, save_checkpoint, unwrap
+from .criterion import build_criterion
+from .tasks import build_task
+
+log = logging.getLogger("vidattn")
+
+
+def setup_logging(output_dir: str | None = None) -> None:
+    log.setLevel(logging.INFO)
+    if not log.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(h)
+    if output_dir and du.is_main():
+        os.makedirs(output_dir, exist_ok=True)
+        path = os.path.join(output_dir, "log.txt")
+        if not any(getattr(h, "baseFilename", None) == os.path.abspath(path) for h in log.handlers):
+            fh = logging.FileHandler(path)
+            fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            log.addHandler(fh)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(cfg, device: torch.device):
+    if not cfg.SOLVER.AMP:
+        return None
+    if device.type == "cpu":
+        return torch.bfloat16
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.SOLVER.AMP_DTYPE]
+
+
+class Trainer:
+    """Builds everything from the config and trains. ``resume`` is a checkpoint path."""
+
+    def __init__(self, cfg, resume: str | None = None):
+        self.cfg = cfg
+        self.device = du.resolve_device(cfg.MODEL.DEVICE)
+        du.init_from_env(self.device)
+        self.rank, self.world = du.rank(), du.world_size()
+        setup_logging(cfg.OUTPUT_DIR)
+        seed_everything(cfg.SEED)
+        self.task = build_task(cfg, self.rank, self.world)
+        self.model = build_model(cfg, self.task.num_classes).to(self.device)
+        if cfg.MODEL.CHANNELS_LAST:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.criterion = build_criterion(cfg, self.task.num_classes, unwrap(self.model).aggregator.out_channels)
+        self.criterion.to(self.device)
+        self.optimizer = build_optimizer(cfg, self.model, self.criterion.parameters())
+        self.iters_per_epoch = len(self.task.train_loader)
+        if self.iters_per_epoch == 0:
+            raise ValueError("the training loader yields no batch: too few identities/videos for the batch size")
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.iters_per_epoch)
+        self.amp_dtype = amp_dtype(cfg, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.start_epoch, self.best = 0, -1.0
+        if resume:
+            ckpt = load_checkpoint(resume, self.model, self.optimizer, self.scheduler)
+            self.start_epoch, self.best = ckpt["epoch"], ckpt.get("best", -1.0)
+            log.info(f"resumed from {resume} after epoch {self.start_epoch}")
+        if self.world > 1:
+            self.model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=cfg.MODEL.DDP_FIND_UNUSED)
+        self.ckpt_dir = os.path.join(cfg.OUTPUT_DIR, "checkpoints")
+        self.writer = None
+        if du.is_main():
+            os.makedirs(self.ckpt_dir, exist_ok=True)
+            with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+                f.write(cfg.dump())
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(os.path.join(cfg.OUTPUT_DIR, "tb"))
+
+    # ------------------------------------------------------------------ training
+    def train_epoch(self, epoch: int) -> dict:
+        cfg = self.cfg
+        seed_everything(cfg.SEED * 100003 + epoch * 101 + self.rank)  # resume-exact randomness
+        self.task.set_epoch(epoch)
+        self.model.train()
+        bar = tqdm(self.task.train_loader, total=self.iters_per_epoch, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCHS}",
+                   disable=not du.is_main(), dynamic_ncols=True, leave=False)
+        sums, n_clips, t0 = {}, 0, time.perf_counter()
+        for it, batch in enumerate(bar):
+            clips, targets = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device)
+            if cfg.MODEL.CHANNELS_LAST:
+                clips = clips.contiguous(memory_format=torch.channels_last_3d)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                out = self.model(clips)
+            loss, parts = self.criterion(out, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.SOLVER.GRAD_CLIP > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.SOLVER.GRAD_CLIP)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            n_clips += clips.shape[0] * self.world
+            parts["loss"] = float(loss.detach())
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            step = epoch * self.iters_per_epoch + it
+            if self.writer is not None and (it % cfg.SOLVER.LOG_PERIOD == 0 or it == self.iters_per_epoch - 1):
+                for k, v in parts.items():
+                    self.writer.add_scalar(f"train/{k}", v, step)
+                self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], step)
+            bar.set_postfix(loss=f"{parts['loss']:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+        seconds = time.perf_counter() - t0
+        stats = {k: v / self.iters_per_epoch for k, v in sums.items()}
+        stats["clips_per_s"] = n_clips / max(seconds, 1e-9)
+        if self.writer is not None:
+            self.writer.add_scalar("train/clips_per_s", stats["clips_per_s"], epoch + 1)
+        return stats
+
+    def evaluate(self) -> dict:
+        metrics = self.task.evaluate(unwrap(self.model), self.device, self.amp_dtype)
+        return metrics
+
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train to SOLVER.MAX_EPOCHS (or only until epoch ``stop_after``, for time-sliced runs that
+        continue later with ``--resume``) and return the last evaluation's metrics."""
+        cfg = self.cfg
+        metrics = {}
+        end = cfg.SOLVER.MAX_EPOCHS if stop_after is None else min(stop_after, cfg.SOLVER.MAX_EPOCHS)
+        for epoch in range(self.start_epoch, end):
+            stats = self.train_epoch(epoch)
+            if du.is_main():
+                log.info(f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCHS}  " +
+                         "  ".join(f"{k} {v:.4g}" for k, v in stats.items()))
+            last = epoch + 1 == cfg.SOLVER.MAX_EPOCHS
+            do_eval = last or (cfg.SOLVER.EVAL_PERIOD > 0 and (epoch + 1) % cfg.SOLVER.EVAL_PERIOD == 0)
+            if do_eval and du.is_main():
+                metrics = self.evaluate()
+                self.log_metrics(metrics, epoch + 1)
+            du.barrier()
+            if du.is_main() and (last or (epoch + 1) % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or do_eval):
+                improved = do_eval and metrics.get(self.task.key_metric, -1) > self.best
+                if improved:
+                    self.best = metrics[self.task.key_metric]
+                path = os.path.join(self.ckpt_dir, "last.pth")
+                save_checkpoint(path, self.model, self.optimizer, self.scheduler, epoch + 1, cfg,
+                                {"best": self.best, "metrics": metrics})
+                if improved:
+                    save_checkpoint(os.path.join(self.ckpt_dir, "best.pth"), self.model, self.optimizer,
+                                    self.scheduler, epoch + 1, cfg, {"best": self.best, "metrics": metrics})
+            du.barrier()
+        if du.is_main() and metrics:
+            write_metrics(cfg.OUTPUT_DIR, metrics)
+        if self.writer is not None:
+            self.writer.close()
+        return metrics
+
+    def log_metrics(self, metrics: dict, epoch: int) -> None:
+        log.info(self.task.format(metrics))
+        if self.writer is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    self.writer.add_scalar(f"eval/{k}", v, epoch)
+
+
+def write_metrics(output_dir: str, metrics: dict) -> None:
+    path = os.path.join(output_dir, "metrics.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(metrics, f, indent=2)
+    os.replace(tmp, path)
+
+
+__all__ = ["Trainer", "write_metrics", "atomic_save", "setup_logging"]

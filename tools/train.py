@@ -1,0 +1,25 @@
+"""Train (and evaluate) from a YAML config.
+
+    python tools/train.py configs/mars_baseline_r50.yaml [KEY VALUE ...] [--resume CKPT]
+    torchrun --nproc_per_node 2 tools/train.py CFG ...      # DDP (gloo on CPU, nccl on CUDA)
+"""
+import argparse
+
+import _bootstrap  # noqa: F401
+
+from engine.config import load_config
+from engine.trainer import Trainer
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("--resume", default=None, help="checkpoint to continue from (e.g. OUTPUT_DIR/checkpoints/last.pth)")
+    p.add_argument("overrides", nargs=argparse.REMAINDER, help="KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 5")
+    args = p.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    Trainer(cfg, resume=args.resume).fit()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Pictures a person would rather look at.
+
+    python tools/visualize.py ranks CFG --checkpoint CKPT [--out ranks.png] [--num-queries 8] [KEY VALUE ...]
+        each query tracklet's middle frame beside its top-10 gallery tracklets
+        (true matches framed green, others red)
+    python tools/visualize.py attention CFG --checkpoint CKPT VIDEO_OR_TRACKLET_DIR [--out attn.png]
+        attention maps of the model's attention blocks overlaid on the frames of a clip
+"""
+import argparse
+
+import _bootstrap  # noqa: F401
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("ranks")
+    r.add_argument("config")
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--out", default="ranks.png")
+    r.add_argument("--num-queries", type=int, default=8)
+    r.add_argument("--topk", type=int, default=10)
+    r.add_argument("overrides", nargs=argparse.REMAINDER)
+    a = sub.add_parser("attention")
+    a.add_argument("config")
+    a.add_argument("--checkpoint", required=True)
+    a.add_argument("input", help="a video file or a folder of frames (a tracklet)")
+    a.add_argument("--out", default="attention.png")
+    a.add_argument("overrides", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    if args.what == "ranks":
+        from engine.evaluate import load_trained
+        from engine.visualize import draw_ranked_gallery
+        cfg, task, model, device = load_trained(args.config, args.checkpoint, args.overrides)
+        metrics = task.evaluate(model, device)
+        print(task.format(metrics, "checkpoint"))
+        d = task.last_details
+        out = draw_ranked_gallery(d["distmat"], task.dataset.query, task.dataset.gallery, args.out,
+                                  args.num_queries, args.topk)
+        print(f"wrote {out}")
+    else:
+        from engine.attention_maps import visualize_attention
+        print(f"wrote {visualize_attention(args.config, args.checkpoint, args.input, args.out, args.overrides)}")
+
+
+if __name__ == "__main__":
+    main()
