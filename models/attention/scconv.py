@@ -1,0 +1,59 @@
+"""Self-calibrated convolution (``scconv``, SCNet): replaces the 3x3 conv of a bottleneck."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import register_attention
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation,
+                     dilation=dilation, bias=False)
+
+
+@register_attention("scconv", family="hybrid", kind="block", aliases=("sc_conv", "scnet"))
+class SelfCalibratedConv(nn.Module):
+    """Self-calibrated convolution, the 3x3 stage of an SCNet bottleneck.
+
+    Liu, Hou, Cheng, Wang, Feng, "Improving Convolutional Networks with Self-Calibrated
+    Convolutions", CVPR 2020, http://mftp.mmcheng.net/Papers/20cvprSCNet.pdf
+
+    The input channels are split in halves ``X1, X2``. ``Y1 = K1 * X1`` (plain path);
+    Eq. (1)-(4): ``T1 = AvgPool_r(X2)``, ``X2' = Up(K2 * T1)``,
+    ``Y2' = (K3 * X2) . sigmoid(X2 + X2')``, ``Y2 = K4 * Y2'``; output ``[Y1, Y2]``.
+    ``pooling_r = 4`` (official), nearest upsampling, ``K2``/``K3`` are conv + BN at the input
+    resolution, ``K1``/``K4`` carry the stride. As in the official ``SCBottleneck``, ``K1`` and
+    ``K4`` are followed by BN + ReLU: here these are the host block's ``bn2`` + ReLU (a per-channel
+    BN of ``[Y1, Y2]`` equals one BN per half), and the official pair of 1x1 convs ``conv1_a``,
+    ``conv1_b`` is the host's ``conv1`` split in halves, so in a torchvision bottleneck with
+    placement ``replace_conv2`` this is SCNet's block. Maps smaller than ``pooling_r`` pool over
+    the whole side (the official code fails there).
+    """
+
+    placement = "replace_conv2"
+
+    def __init__(self, channels: int, out_channels: int | None = None, stride: int = 1,
+                 pooling_r: int = 4, dilation: int = 1):
+        super().__init__()
+        out_channels = out_channels or channels
+        if channels % 2 or out_channels % 2:
+            raise ValueError(f"scconv splits channels in halves: got {channels} -> {out_channels}")
+        half_in, half_out = channels // 2, out_channels // 2
+        self.pooling_r = pooling_r
+        self.k1 = conv3x3(half_in, half_out, stride, dilation)
+        self.k2 = nn.Sequential(conv3x3(half_in, half_in, 1, dilation), nn.BatchNorm2d(half_in))
+        self.k3 = nn.Sequential(conv3x3(half_in, half_in, 1, dilation), nn.BatchNorm2d(half_in))
+        self.k4 = conv3x3(half_in, half_out, stride, dilation)
+
+    def calibrate(self, x2: torch.Tensor) -> torch.Tensor:
+        """``Y2' = K3(X2) * sigmoid(X2 + Up(K2(AvgPool_r(X2))))``."""
+        h, w = x2.shape[-2:]
+        pool = (min(self.pooling_r, h), min(self.pooling_r, w))
+        coarse = self.k2(F.avg_pool2d(x2, pool, pool))
+        return self.k3(x2) * torch.sigmoid(x2 + F.interpolate(coarse, size=(h, w)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = torch.chunk(x, 2, dim=1)
+        return torch.cat((self.k1(x1), self.k4(self.calibrate(x2))), dim=1)
