@@ -1,0 +1,85 @@
+"""A user's own videos: a ``<root>/<class>/<video>`` tree, or a flat list of files for inference.
+
+>>> data = VideoFolder("my_videos")         # my_videos/<class>/<any depth>/<video>.mp4
+>>> data.samples[0], data.classes            # (path, label 0-based), sorted class names
+>>> VideoFolder("unlabelled_dir").samples    # a folder of videos only: label -1 for each
+>>> VideoFolder.from_paths(["a.mp4", "b.avi"])
+
+Also holds what the UCF101 / HMDB51 indexes share: ``VIDEO_EXTENSIONS`` and ``LayoutError``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+__all__ = ["VideoFolder", "LayoutError", "VIDEO_EXTENSIONS", "is_video_file"]
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+
+
+class LayoutError(FileNotFoundError):
+    """A dataset folder that does not have the expected layout; the message shows the expected tree."""
+
+
+def is_video_file(name: str, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> bool:
+    return name.lower().endswith(tuple(extensions)) and not os.path.basename(name).startswith(".")
+
+
+def _videos_under(folder: str, extensions) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames.sort()
+        found += [os.path.join(dirpath, f) for f in sorted(filenames) if is_video_file(f, extensions)]
+    return found
+
+
+class VideoFolder:
+    """Videos under ``root``: one sub-folder per class (labels follow sorted folder names), or, when
+    ``root`` holds video files and no class folders, an unlabelled list (label -1).
+    """
+
+    TREE = ("<root>/<class>/<video>  (e.g. my_videos/juggling/clip_001.mp4; any depth below <class>)\n"
+            "or <root>/<video> ... for unlabelled inference")
+
+    def __init__(self, root: str, extensions: Iterable[str] = VIDEO_EXTENSIONS):
+        self.root, self.extensions = os.fspath(root), tuple(e.lower() for e in extensions)
+        if not os.path.isdir(self.root):
+            raise LayoutError(f"video folder {self.root!r} does not exist; expected:\n{self.TREE}")
+        entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+        loose = [e.path for e in entries if e.is_file() and is_video_file(e.name, self.extensions)]
+        if class_dirs and not loose:
+            self.classes = [e.name for e in class_dirs]
+            self.samples = []
+            for label, entry in enumerate(class_dirs):
+                videos = _videos_under(entry.path, self.extensions)
+                if not videos:
+                    raise LayoutError(f"class folder {entry.path!r} holds no video ({', '.join(self.extensions)}); "
+                                      f"expected:\n{self.TREE}")
+                self.samples += [(path, label) for path in videos]
+        elif loose and not class_dirs:
+            self.classes, self.samples = [], [(path, -1) for path in loose]
+        elif loose:
+            raise LayoutError(f"{self.root!r} mixes class folders and loose videos ({loose[0]!r}); expected:\n{self.TREE}")
+        else:
+            raise LayoutError(f"no video found in {self.root!r}; expected:\n{self.TREE}")
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str]) -> "VideoFolder":
+        """An unlabelled list of video files (label -1), e.g. the arguments of ``tools/infer.py``."""
+        paths = [os.fspath(p) for p in paths]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} video file(s) not found, e.g. {missing[:3]}")
+        self = cls.__new__(cls)
+        self.root, self.extensions = "", VIDEO_EXTENSIONS
+        self.classes, self.class_to_idx = [], {}
+        self.samples = [(p, -1) for p in paths]
+        return self
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return f"VideoFolder({self.root!r}, videos={len(self.samples)}, classes={len(self.classes)})"
