@@ -123,6 +123,7 @@ class ClipSampler:
         return uniform_clips(num_frames, self.clip_len, self.stride, self.num_clips).indices
 
 
-def build_clip_sampler(mode: str, clip_len: int, stride: int = 1, train: bool = True, num_clips: int = 1) -> ClipSampler:
+def build_clip_sampler(mode: str, clip_len: int, stride: int = 1, train: bool = True,
+                       num_clips: int = 1) -> ClipSampler:
     """Config-friendly constructor (``DATA.TRAIN_SAMPLE`` / ``DATA.TEST_SAMPLE`` = tsn | dense)."""
     return ClipSampler(mode, clip_len, stride, train, num_clips)

