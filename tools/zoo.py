@@ -1,0 +1,36 @@
+"""Print the attention zoo table: params, FLOPs, forward+backward time and peak memory.
+
+    python tools/zoo.py                       # every registered module, aligned text
+    python tools/zoo.py --markdown            # for the README
+    python tools/zoo.py --names se cbam eca   # only these
+
+Input sizes and how each column is measured: see ``engine/zoo_table.py``.
+"""
+import argparse
+import sys
+
+import _bootstrap  # noqa: F401
+
+import torch
+
+from engine.zoo_table import format_table, zoo_rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--names", nargs="+", default=None, help="registry names (default: all)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.add_argument("--channels", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per module (median)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--no-memory", action="store_true", help="skip the profiler memory pass")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = zoo_rows(args.names, args.channels, args.repeats, memory=not args.no_memory,
+                    progress=lambda n: print(f"measuring {n} ...", file=sys.stderr, flush=True))
+    print(format_table(rows, markdown=args.markdown))
+
+
+if __name__ == "__main__":
+    main()
