@@ -56,8 +56,8 @@ class RelationAwareGlobalAttention(nn.Module):
     Re-identification", CVPR 2020, https://arxiv.org/abs/1904.02998
 
     Nodes are positions (RGA-S) or channels (RGA-C). Relations ``r_ij = theta(x_i)^T phi(x_j)``;
-    node ``i`` gets ``y_i = [pool_c(psi(x_i)), phi_r([r_i,:, r_:,i])]`` (Eq. 1-5) and its weight
-    ``a_i = sigmoid(W2 ReLU(W1 y_i))`` (Eq. 6). ``mode="sc"`` (the paper's RGA-SC): spatial,
+    node ``i`` gets ``y_i = [pool_c(psi(x_i)), phi_r([r_i,:, r_:,i])]`` and its weight
+    ``a_i = sigmoid(W2 ReLU(W1 y_i))`` (Sec. 3). ``mode="sc"`` (the paper's RGA-SC): spatial,
     then channel on the spatially attended map; ``"s"`` / ``"c"`` alone. Layer layout (1x1 conv
     + BN + ReLU embeddings, channel ratio 8, spatial ratio 8, down ratio 8, final BN before the
     sigmoid) as in the official code.

@@ -20,16 +20,16 @@ class SelfCalibratedConv(nn.Module):
     Liu, Hou, Cheng, Wang, Feng, "Improving Convolutional Networks with Self-Calibrated
     Convolutions", CVPR 2020, http://mftp.mmcheng.net/Papers/20cvprSCNet.pdf
 
-    The input channels are split in halves ``X1, X2``. ``Y1 = K1 * X1`` (plain path);
-    Eq. (1)-(4): ``T1 = AvgPool_r(X2)``, ``X2' = Up(K2 * T1)``,
-    ``Y2' = (K3 * X2) . sigmoid(X2 + X2')``, ``Y2 = K4 * Y2'``; output ``[Y1, Y2]``.
-    ``pooling_r = 4`` (official), nearest upsampling, ``K2``/``K3`` are conv + BN at the input
-    resolution, ``K1``/``K4`` carry the stride. As in the official ``SCBottleneck``, ``K1`` and
-    ``K4`` are followed by BN + ReLU: here these are the host block's ``bn2`` + ReLU (a per-channel
-    BN of ``[Y1, Y2]`` equals one BN per half), and the official pair of 1x1 convs ``conv1_a``,
-    ``conv1_b`` is the host's ``conv1`` split in halves, so in a torchvision bottleneck with
-    placement ``replace_conv2`` this is SCNet's block. Maps smaller than ``pooling_r`` pool over
-    the whole side (the official code fails there).
+    The input is split in channel halves ``[A, B]`` (official order: plain half first).
+    Plain path ``Y_A = K1 * A``; self-calibration of ``B`` (the paper's ``X1``), Eq. (1)-(4):
+    ``T = AvgPool_r(B)``, ``B' = Up(K2 * T)``, ``Y' = (K3 * B) . sigmoid(B + B')``,
+    ``Y_B = K4 * Y'``; output ``[Y_A, Y_B]``. ``pooling_r = 4`` (official), nearest upsampling,
+    ``K2``/``K3`` are conv + BN at the input resolution, ``K1``/``K4`` carry the stride.
+    In the official ``SCBottleneck`` ``K1`` and ``K4`` are followed by BN + ReLU: here these are
+    the host block's ``bn2`` + ReLU (a per-channel BN of ``[Y_A, Y_B]`` equals one BN per half),
+    and the official pair of 1x1 convs ``conv1_a``/``conv1_b`` is the host's ``conv1`` split in
+    halves, so a torchvision bottleneck with this block at ``replace_conv2`` is SCNet's block.
+    Maps smaller than ``pooling_r`` pool over the whole side (the official code fails there).
     """
 
     placement = "replace_conv2"
@@ -47,13 +47,13 @@ class SelfCalibratedConv(nn.Module):
         self.k3 = nn.Sequential(conv3x3(half_in, half_in, 1, dilation), nn.BatchNorm2d(half_in))
         self.k4 = conv3x3(half_in, half_out, stride, dilation)
 
-    def calibrate(self, x2: torch.Tensor) -> torch.Tensor:
-        """``Y2' = K3(X2) * sigmoid(X2 + Up(K2(AvgPool_r(X2))))``."""
-        h, w = x2.shape[-2:]
+    def calibrate(self, b: torch.Tensor) -> torch.Tensor:
+        """``Y' = K3(B) * sigmoid(B + Up(K2(AvgPool_r(B))))``."""
+        h, w = b.shape[-2:]
         pool = (min(self.pooling_r, h), min(self.pooling_r, w))
-        coarse = self.k2(F.avg_pool2d(x2, pool, pool))
-        return self.k3(x2) * torch.sigmoid(x2 + F.interpolate(coarse, size=(h, w)))
+        coarse = self.k2(F.avg_pool2d(b, pool, pool))
+        return self.k3(b) * torch.sigmoid(b + F.interpolate(coarse, size=(h, w)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1, x2 = torch.chunk(x, 2, dim=1)
-        return torch.cat((self.k1(x1), self.k4(self.calibrate(x2))), dim=1)
+        a, b = torch.chunk(x, 2, dim=1)
+        return torch.cat((self.k1(a), self.k4(self.calibrate(b))), dim=1)
