@@ -22,7 +22,8 @@ def batch_norm(bn, x: torch.Tensor) -> torch.Tensor:
         mean, var = x.mean(axes), x.var(axes, unbiased=False)
     else:
         mean, var = bn.running_mean, bn.running_var
-    return (x - mean.view(shape)) / torch.sqrt(var.view(shape) + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
+    y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + bn.eps)
+    return y * bn.weight.view(shape) + bn.bias.view(shape)
 
 
 def shift_time(x: torch.Tensor, offset: int) -> torch.Tensor:
@@ -50,7 +51,8 @@ def ref_tam(m, x):
     n, c, t, h, w = x.shape
     pooled = x.mean((3, 4))
     fc1, bn, _, fc2, _ = m.global_branch
-    kernels = torch.softmax(linear(torch.relu(batch_norm(bn, linear(pooled.reshape(n * c, t), fc1))), fc2), -1)
+    hidden = torch.relu(batch_norm(bn, linear(pooled.reshape(n * c, t), fc1)))
+    kernels = torch.softmax(linear(hidden, fc2), -1)
     conv1, bn1, _, conv2, _ = m.local_branch
     hidden = torch.relu(batch_norm(bn1, conv1d_taps(pooled, conv1.weight)))
     importance = torch.sigmoid(torch.einsum("oc,nct->not", conv2.weight[:, :, 0], hidden))
@@ -132,8 +134,8 @@ def ref_rstan(m, x):
     cell = torch.zeros(n, lstm.hidden_size)
     states = []
     for step in range(t):
-        e = linear(torch.tanh(linear(positions, m.spatial.feature) + linear(h, m.spatial.state)[:, None, None]),
-                   m.spatial.score)[..., 0]
+        hidden = torch.tanh(linear(positions, m.spatial.feature) + linear(h, m.spatial.state)[:, None, None])
+        e = linear(hidden, m.spatial.score)[..., 0]
         alpha = torch.exp(e - e.amax(-1, keepdim=True))
         alpha = alpha / alpha.sum(-1, keepdim=True)
         frames = (alpha[..., None] * positions).sum(2)                        # (N, T, C)

@@ -17,8 +17,8 @@ class GLTR(nn.Module):
     Li, Wang, Tian, Gao, Zhang, "Global-Local Temporal Representations For Video Person
     Re-Identification", ICCV 2019, https://arxiv.org/abs/1908.10049
 
-    * frame features ``f_t = FC(GAP(X_t))``, ``C -> d`` (``embed_dim = 128`` as in the paper's
-      set-up and the released code; ``embed_dim=None`` keeps ``d = C`` without the FC);
+    * frame features ``f_t = FC(GAP(X_t))``, ``C -> d`` (``embed_dim = 128``, the released
+      code's reduction of the 2048-d ResNet-50 features; ``embed_dim=None`` keeps ``d = C``);
     * Dilated Temporal Pyramid (short-term cues): ``N`` parallel temporal convolutions, width
       ``w = 3``, dilation ``r_k``, ``d -> d`` each, no bias, zero padding ``r_k`` so that every
       branch keeps ``T`` positions: ``f^(r)_t = sum_i W^(r)_i f_{t + r (i - 1)}``;
@@ -27,8 +27,8 @@ class GLTR(nn.Module):
       ``(1, 2, 3)`` and also concatenated the undilated input features (``keep_input=True``);
     * Temporal Self-Attention (long-term cues): ``B = theta(R)``, ``C = phi(R)``,
       ``R' = g(R)`` (1x1 convs, ``N d -> N d / alpha``, ``alpha = 2``),
-      ``M = softmax(B^T C)`` over the ``T`` positions (no ``1/sqrt(d)`` scaling, as the paper
-      and code), ``F = Dropout(W * (R' M)) + R`` with ``W`` a 1x1 conv + BN whose scale starts
+      ``M = softmax(B^T C)`` over the ``T`` positions (no ``1/sqrt(d)`` scaling, as in the
+      released code), ``F = Dropout(W * (R' M)) + R`` with ``W`` a 1x1 conv + BN whose scale starts
       at 0 (released code), so TSA starts as the identity. Run through
       ``scaled_dot_product_attention`` with ``scale=1``;
     * ``GLTR = mean_t F_t``: ``out_channels = N d`` (384 by default; 512 with ``keep_input``).

@@ -44,7 +44,9 @@ class SelfAttention2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        pooled = x if self.ds == 1 else F.adaptive_avg_pool2d(x, (math.ceil(h / self.ds), math.ceil(w / self.ds)))
+        pooled = x
+        if self.ds > 1:
+            pooled = F.adaptive_avg_pool2d(x, (math.ceil(h / self.ds), math.ceil(w / self.ds)))
         hp, wp = pooled.shape[2:]
         q, k, v = (proj(pooled).flatten(2).transpose(1, 2).contiguous().unsqueeze(1)
                    for proj in (self.query, self.key, self.value))
@@ -70,17 +72,19 @@ class STA(nn.Module):
     * fusion 1 (discriminative): part ``k`` of ``X1`` is part ``k`` of the frame with the highest
       ``S(n,k)``; fusion 2 (global): part ``k`` of ``X2`` is ``sum_n S(n,k) f_{n,k}``;
     * ``X = [X1; X2]`` (channels), global average pooling (``2C``), then an FC to ``embed_dim``
-      (1024 in the paper; ``embed_dim=None`` keeps ``D = 2C``);
+      (1024, our reading of the paper, not re-checked here; ``embed_dim=None`` keeps ``D = 2C``);
     * inter-frame regularisation ``Reg = ||g_i - g_j||_F`` for two different frames ``i, j``
       drawn at random for every clip (training only), returned as
       ``aux["losses"]["sta_reg"] = reg_weight * mean_clips(Reg)``. ``reg_weight`` (lambda)
       defaults to 1.0: the paper's value was not checked here, set it per experiment.
 
-    Defaults: ``K = 4`` parts, 4 frames per clip in the paper (any clip length works; the score
-    matrix and fusions are invariant to the frame order). The attention itself has no
-    parameters; the only learnable layer is the final FC (and the optional
-    :class:`SelfAttention2d` on every frame map, ``self_attention=True``, from the survey
-    article's snippet, not part of the paper). MARS (paper): rank-1 86.3, mAP 80.8.
+    Defaults: ``K = 4`` parts (4 rows each on the paper's 16 x 8 maps), 4 frames per clip in
+    the paper; any clip length works, and the scores and fusions do not depend on the frame
+    order. The attention has no parameters; the only learnable layer is the final FC. The
+    survey article's snippet under STA is a self-attention block from another paper (STANet,
+    see :class:`SelfAttention2d`); it is available as ``self_attention=True`` (on every frame
+    map, before the scores), off by default as the paper has none. MARS (paper): rank-1 86.3,
+    mAP 80.8.
     """
 
     any_length = True
@@ -97,7 +101,8 @@ class STA(nn.Module):
     def scores(self, maps: torch.Tensor) -> torch.Tensor:
         """Attention maps ``(N,T,H,W)`` -> frame-normalised part scores ``S`` ``(N,T,K)``."""
         member = part_membership(maps.shape[2], self.num_parts, maps.device).to(maps.dtype)
-        part_scores = torch.einsum("nthw,hk->ntk", maps, member)
+        # a broadcast sum, not a matmul: stays in float32 under autocast (argmax needs it)
+        part_scores = (maps.sum(3)[..., None] * member).sum(2)
         return part_scores / part_scores.sum(1, keepdim=True).clamp_min(1e-12)
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):

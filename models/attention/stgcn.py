@@ -65,8 +65,8 @@ class STGCN(nn.Module):
     Output ``[global; temporal; structural]``, ``out_channels = 3C``. ``forward(x,
     return_aux=True)`` also returns each branch's feature in ``aux["features"]`` (the paper
     supervises every branch with its own losses; ``aux_feature_dims`` names them) and no extra
-    losses. Defaults (ours where noted): ``P = 4``, 2 GCN layers per branch (our choice),
-    ``relation_channels = C/4`` for ``phi`` (our choice). The temporal graph is dense, so the
+    losses. Defaults: ``P = 4`` patches per frame (not re-checked against the paper's text here),
+    2 GCN layers per branch and ``relation_channels = C/4`` for ``phi`` (both our choice). The temporal graph is dense, so the
     output does not depend on the frame order. MARS (paper): rank-1 90.0, mAP 83.7.
     """
 

@@ -53,7 +53,7 @@ class TAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, t, h, w = x.shape
-        if t != self.num_frames:
+        if not torch.jit.is_tracing() and t != self.num_frames:
             raise ValueError(f"TAM was built for {self.num_frames} frames, got {t}")
         pooled = x.mean((3, 4))                                                # (N, C, T)
         kernels = self.global_branch(pooled.reshape(n * c, t))                 # (N*C, K)
