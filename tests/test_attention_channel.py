@@ -83,6 +83,11 @@ def test_eca_adaptive_kernel(channels, k):
     assert eca.conv.padding == ((k - 1) // 2,)
 
 
+def test_eca_rejects_even_kernel():
+    with pytest.raises(ValueError):
+        build_attention("eca", channels=64, kernel_size=4)
+
+
 def test_eca_by_hand():
     eca = build_attention("eca", channels=4, kernel_size=3)
     with torch.no_grad():

@@ -100,6 +100,8 @@ class ECA(nn.Module):
     def __init__(self, channels: int, kernel_size: int | None = None, gamma: int = 2, b: int = 1):
         super().__init__()
         k = kernel_size or eca_kernel_size(channels, gamma, b)
+        if k % 2 == 0:
+            raise ValueError(f"eca: kernel_size must be odd to keep C outputs, got {k}")
         self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
