@@ -48,7 +48,9 @@ def depthwise_conv_taps(x, weight, stride, padding):
     y = 0
     for i in range(kh):
         for j in range(kw):
-            window = padded[:, :, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride]
+            rows = slice(i, i + stride * (out_h - 1) + 1, stride)
+            cols = slice(j, j + stride * (out_w - 1) + 1, stride)
+            window = padded[:, :, rows, cols]
             y = y + window * weight[:, 0, i, j].view(1, -1, 1, 1)
     return y
 
@@ -72,7 +74,8 @@ def ref_gsop(m, x):
     z = torch.einsum("oc,bchw->bohw", conv.weight[:, :, 0, 0], torch.relu(x)[:, :, ::stride, ::stride])
     z = torch.relu(batch_norm(bn, z + conv.bias.view(1, -1, 1, 1))).flatten(2)  # (B, d, M)
     M = z.shape[2]
-    i_hat = torch.eye(M, dtype=x.dtype) / M - torch.ones(M, M, dtype=x.dtype) / (M * M)
+    like = dict(dtype=x.dtype, device=x.device)
+    i_hat = torch.eye(M, **like) / M - torch.ones(M, M, **like) / (M * M)
     cov = z @ i_hat @ z.transpose(1, 2)                                          # official Covpool
     cov = batch_norm(m.row_bn, cov.unsqueeze(3))[..., 0]                          # (B, d, d)
     d = cov.shape[1]
@@ -90,7 +93,7 @@ def ref_fca(m, x):
         value = math.cos(math.pi * freq * (pos + 0.5) / size) / math.sqrt(size)
         return value if freq == 0 else value * math.sqrt(2)
 
-    filters = torch.zeros(c, h, w, dtype=x.dtype)
+    filters = torch.zeros(c, h, w, dtype=x.dtype, device=x.device)
     part = c // m.num_freq
     for g in range(m.num_freq):
         u, v = TOP_FREQ_ROWS[g] * h // 7, TOP_FREQ_COLS[g] * w // 7
@@ -131,8 +134,8 @@ def ref_gct(m, x):
 
 def nearest_resize(ctx, h, w):
     """Nearest-neighbour upsampling with source index ``floor(i * in / out)``."""
-    rows = torch.tensor([i * ctx.shape[2] // h for i in range(h)])
-    cols = torch.tensor([j * ctx.shape[3] // w for j in range(w)])
+    rows = torch.tensor([i * ctx.shape[2] // h for i in range(h)], device=ctx.device)
+    cols = torch.tensor([j * ctx.shape[3] // w for j in range(w)], device=ctx.device)
     return ctx[:, :, rows][:, :, :, cols]
 
 
@@ -142,8 +145,8 @@ def ref_ge(m, x):
         ctx = spatial_mean(x)[:, :, None, None]
     elif m.gather is None:
         e = m.extent
-        ones = torch.ones(1, 1, h, w, dtype=x.dtype)
-        box = torch.ones(2 * e - 1, 2 * e - 1, dtype=x.dtype)
+        ones = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
+        box = torch.ones(2 * e - 1, 2 * e - 1, dtype=x.dtype, device=x.device)
         sums = depthwise_conv_taps(x, box.expand(c, 1, -1, -1), e, e - 1)
         counts = depthwise_conv_taps(ones, box.expand(1, 1, -1, -1), e, e - 1)
         ctx = sums / counts
