@@ -216,9 +216,9 @@ def test_draw_read_centred_unit_stride_is_a_centre_crop():
     n = 4
     ones = torch.ones(2)
     out = draw_read(x, gx=ones * (8 + 1) / 2, gy=ones * (10 + 1) / 2, sigma2=ones * 1e-3,
-                    delta=ones, gamma=ones, n=n)
+                    delta=ones, gamma=ones, N=n)
     torch.testing.assert_close(out, x[:, :, 3:7, 2:6])
-    out = draw_read(x, ones * 5, ones * 5, ones * 1e-3, ones * 2, ones * 3, n=4)  # stride 2
+    out = draw_read(x, ones * 5, ones * 5, ones * 1e-3, ones * 2, ones * 3, N=4)  # stride 2
     torch.testing.assert_close(out, 3 * x[:, :, 1:9:2, 1:9:2])              # centres 2, 4, 6, 8
 
 

@@ -23,14 +23,14 @@ def draw_filterbank(center: torch.Tensor, delta: torch.Tensor, sigma2: torch.Ten
 
 
 def draw_read(x: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, sigma2: torch.Tensor,
-              delta: torch.Tensor, gamma: torch.Tensor, n: int) -> torch.Tensor:
-    """Eq. (27): ``read = gamma * F_Y x F_X^T`` per channel, ``(B, C, H, W) -> (B, C, n, n)``.
+              delta: torch.Tensor, gamma: torch.Tensor, N: int) -> torch.Tensor:
+    """Eq. (27): ``read = gamma * F_Y x F_X^T`` per channel, ``(B, C, H, W) -> (B, C, N, N)``.
 
     ``gx, gy`` (grid centre, 1-based pixel units), ``sigma2`` (filter variance), ``delta``
     (stride in pixels), ``gamma`` (intensity): all ``(B,)``.
     """
-    f_x = draw_filterbank(gx, delta, sigma2, n, x.shape[3]).to(x.dtype)   # (B, n, W)
-    f_y = draw_filterbank(gy, delta, sigma2, n, x.shape[2]).to(x.dtype)   # (B, n, H)
+    f_x = draw_filterbank(gx, delta, sigma2, N, x.shape[3]).to(x.dtype)   # (B, N, W)
+    f_y = draw_filterbank(gy, delta, sigma2, N, x.shape[2]).to(x.dtype)   # (B, N, H)
     out = torch.matmul(torch.matmul(f_y[:, None], x), f_x.transpose(1, 2)[:, None])
     return out * gamma.to(out.dtype)[:, None, None, None]
 

@@ -51,6 +51,7 @@ class ResidualAttentionModule(nn.Module):
     innermost map is 7x7; stage 2: 2 pools, stage 3: 1 pool). Layout, bias-free convs and the
     ``align_corners=True`` interpolation follow the released Caffe model; its pools are pad-0
     ceil-mode, ours pad 1 (same output sizes on even maps, and no failure below 3 pixels).
+    (The seed article's "Residual attention" snippet is the CSRA head, registered as ``csra``.)
     """
 
     placement = "stage_end"
