@@ -151,6 +151,7 @@ def test_gsop_defaults_and_covariance():
 def test_fca_frequencies_follow_the_7x7_ranking():
     fca = build_attention("fca", channels=64)
     assert fca.num_freq == 16 and fca.fc1.out_features == 4 and fca.fc1.bias is None
+    assert num_params(fca) == 2 * 64 * 4  # SE excitation without biases; DCT filters are fixed
     top16 = list(zip(TOP_FREQ_ROWS[:16], TOP_FREQ_COLS[:16]))
     assert fca.frequencies(7, 7) == top16
     assert fca.frequencies(14, 28) == [(2 * u, 4 * v) for u, v in top16]  # official u * (size // 7)
