@@ -145,7 +145,8 @@ def test_x3d_paper_settings():
             assert isinstance(blk.branch2.norm_b[1], SqueezeExcitation) == (i % 2 == 0)
     assert m.conv5[0].out_channels == 432
     stem = m.blocks[0].conv   # conv1: 1x3x3 then depthwise 5x1x1 (pytorchvideo's names are swapped)
-    assert (stem.conv_t.kernel_size, stem.conv_xy.kernel_size, stem.conv_xy.groups) == ((1, 3, 3), (5, 1, 1), 24)
+    assert stem.conv_t.kernel_size == (1, 3, 3)
+    assert stem.conv_xy.kernel_size == (5, 1, 1) and stem.conv_xy.groups == 24
 
 
 def test_resnet_family_paper_settings():
@@ -166,8 +167,8 @@ def test_slowfast_paper_settings():
     m = bare("slowfast_r50")
     assert m.num_frames == 32 and m.alpha == 4
     slow, fast = (p for _, p in m.stage_paths(4))
-    c_slow, c_fast = slow.res_blocks[-1].branch2.conv_c.out_channels, fast.res_blocks[-1].branch2.conv_c.out_channels
-    assert (c_slow, c_fast) == (2048, 256)                                   # beta = 1/8
+    widths = [p.res_blocks[-1].branch2.conv_c.out_channels for p in (slow, fast)]
+    assert widths == [2048, 256]                                              # beta = 1/8
     assert m.blocks[0].multipathway_blocks[1].conv.kernel_size == (5, 7, 7)  # Fast stem: temporal 5
     fuse = m.blocks[1].multipathway_fusion.conv_fast_to_slow                 # after res2: C_fast = 32
     assert fuse.kernel_size == (7, 1, 1) and fuse.stride == (4, 1, 1) and fuse.out_channels == 2 * 32
@@ -178,7 +179,8 @@ def test_slowfast_matches_pytorchvideo_network():
     """Same weights in pytorchvideo's own SlowFast: run its blocks, average Fast time by groups of 4."""
     net = randomize_bn(create_slowfast(model_depth=50, model_num_class=5)).eval()
     ours = SlowFastBackbone().eval()
-    ours.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(("blocks.5", "blocks.6"))})
+    head = ("blocks.5", "blocks.6")  # PoolConcatPathway and the classifier
+    ours.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith(head)})
     x = torch.randn(1, 3, 8, 32, 32)
     with torch.no_grad():
         xs = [x[:, :, [0, 4]], x]
@@ -194,7 +196,8 @@ def test_slowfast_matches_pytorchvideo_network():
 
 def test_post_equals_scaled_norm_c(x3d_bare):
     """A scale c at ``post`` in stage 2 equals scaling every stage-2 ``norm_c`` affine by c."""
-    m = with_weights_of(Video3DBackbone("x3d_xs", attention="_bb3d_scale", stages=[2], placement="post"), x3d_bare)
+    m = Video3DBackbone("x3d_xs", attention="_bb3d_scale", stages=[2], placement="post")
+    m = with_weights_of(m, x3d_bare)
     ref = copy.deepcopy(x3d_bare)
     for blk in ref.blocks[2].res_blocks:
         blk.branch2.norm_c.weight.data *= SCALE
@@ -214,8 +217,8 @@ def test_post_equals_scaled_norm_c(x3d_bare):
 @pytest.mark.parametrize("placement,convs", [("pre_conv2", ("conv_b",)),
                                              ("pre_convs", ("conv_a", "conv_b", "conv_c"))])
 def test_pre_conv_placements_equal_scaled_conv_weights(x3d_bare, placement, convs):
-    m = with_weights_of(Video3DBackbone("x3d_xs", attention="_bb3d_scale", stages=[1, 3], placement=placement),
-                        x3d_bare)
+    m = Video3DBackbone("x3d_xs", attention="_bb3d_scale", stages=[1, 3], placement=placement)
+    m = with_weights_of(m, x3d_bare)
     ref = copy.deepcopy(x3d_bare)
     for s in (1, 3):
         for blk in ref.blocks[s].res_blocks:
@@ -230,7 +233,7 @@ def test_pre_conv_placements_equal_scaled_conv_weights(x3d_bare, placement, conv
 
 @pytest.mark.parametrize("kwargs", [dict(placement="after_block", every=7), dict(placement="stage_end")])
 def test_end_of_res5_equals_scaled_conv5(x3d_bare, kwargs):
-    """after_block on the last res5 block only (every=7 of 7) and stage_end on res5 both scale conv5's input."""
+    """after_block on the last res5 block only (every=7 of 7) and stage_end on res5 scale conv5's input."""
     m = with_weights_of(Video3DBackbone("x3d_xs", attention="_bb3d_scale", stages=[4], **kwargs), x3d_bare)
     ref = copy.deepcopy(x3d_bare)
     ref.conv5[0].weight.data *= SCALE
@@ -267,7 +270,8 @@ def test_replace_conv2_with_copied_weights_is_the_plain_network():
     ("post", [2, 2, 2, 2, 2, 2]),
 ])
 def test_temporal_block_gets_5d_map_with_its_frames(placement, expected):
-    m = Video3DBackbone("r2plus1d_r50", num_frames=4, attention="_bb3d_temporal", stages=[3], placement=placement)
+    m = Video3DBackbone("r2plus1d_r50", num_frames=4, attention="_bb3d_temporal", stages=[3],
+                        placement=placement)
     point = "conv_b" if placement == "pre_conv2" else "post"
     blocks = [b.attn[point] for b in m.blocks[3].res_blocks]
     assert [b.num_frames for b in blocks] == expected
@@ -279,10 +283,12 @@ def test_temporal_block_gets_5d_map_with_its_frames(placement, expected):
 
 
 def test_slowfast_hosts_attention_in_both_pathways():
-    m = SlowFastBackbone(num_frames=8, attention="_bb3d_temporal", stages=[1, 4], placement="stage_end").eval()
+    m = SlowFastBackbone(num_frames=8, attention="_bb3d_temporal", stages=[1, 4], placement="stage_end")
     found = {k: (a.channels, a.num_frames) for k, a in m.stage_attn.items()}
-    assert found == {"stage1_slow": (256, 2), "stage1_fast": (32, 8), "stage4_slow": (2048, 2), "stage4_fast": (256, 8)}
+    assert found == {"stage1_slow": (256, 2), "stage1_fast": (32, 8),       # (channels, frames)
+                     "stage4_slow": (2048, 2), "stage4_fast": (256, 8)}
     with torch.no_grad():
+        m.eval()
         assert m(torch.randn(1, 3, 8, 32, 32)).shape == (1, 2304, 2, 1, 1)
     assert m.stage_attn["stage1_fast"].seen == (1, 32, 8, 8, 8)          # before the fusion: Fast's own map
 
@@ -301,6 +307,33 @@ def test_gradients_reach_input_and_attention_and_bf16(x3d_bare):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = m(x)
     assert y.dtype == torch.bfloat16 and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("arch,name", [("x3d_xs", "se"), ("x3d_xs", "gct"), ("x3d_xs", "nonlocal"),
+                                       ("x3d_xs", "bam"), ("x3d_xs", "tam"), ("slow_r50", "dcn")])
+def test_zoo_blocks_at_their_paper_placement(arch, name):
+    """Registered zoo blocks (one per placement) in res4: forward, backward, only new attention keys."""
+    if name not in list_attention():
+        pytest.skip(f"{name} not registered")
+    m = Video3DBackbone(arch, num_frames=2, attention=name, stages=[3])
+    missing, unexpected = m.load_state_dict(bare(arch).state_dict(), strict=False)
+    assert missing and all(".attn." in k or k.startswith("stage_attn.") for k in missing)
+    assert all(".conv_b." in k for k in unexpected)                     # replace_conv2 drops conv_b
+    attn = [p for n, p in m.named_parameters() if ".attn." in n or n.startswith("stage_attn.")]
+    for p in m.parameters():                                             # backward through res4, res5 only
+        p.requires_grad_(any(p is q for q in attn))
+    y = m.train()(torch.randn(2, 3, 2, 32, 32))
+    assert y.shape == (2, m.out_channels, 2, 1, 1)
+    y.square().mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in attn)
+
+
+def test_trace_with_attention(x3d_bare):
+    m = with_weights_of(Video3DBackbone("x3d_xs", attention="_bb3d_scale", stages=[3]), x3d_bare)
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        traced = torch.jit.trace(m, x, check_trace=False)
+        close(traced(x), m(x))
 
 
 def test_bad_arguments_are_named():
@@ -323,7 +356,8 @@ def test_weights_round_trip_reports_attention_keys_as_new(tmp_path, capsys):
     attn_keys = [k for k in m.state_dict() if ".attn." in k]
     assert len(attn_keys) == 4 + 3
     assert sorted(report.new) == sorted(attn_keys)
-    assert sorted(report.loaded) == sorted(plain.state_dict()) and not report.unexpected and not report.mismatched
+    assert sorted(report.loaded) == sorted(plain.state_dict())
+    assert not report.unexpected and not report.mismatched
     assert "7 new" in capsys.readouterr().out
     x = torch.randn(1, 3, 2, 32, 32)
     with torch.no_grad():
