@@ -59,7 +59,8 @@ class NonLocal2d(nn.Module):
     BN weight (gamma) is zero-initialised (Sec. 4.1), so a fresh block is the identity and
     only ``W_z``'s BN gets a gradient at init. ``sub_sample=True`` max-pools ``phi`` and ``g``
     by 2x2 after the convs (paper, Sec. 3.3); ``ceil_mode`` so no position is dropped on odd
-    maps. Convs carry biases as in the released Caffe2 code. Placement: after a residual block
+    maps. ``theta, phi, g`` carry biases as in the released Caffe2 code; ``W_z`` has none (the
+    BN after it makes one redundant). Placement: after a residual block
     (the paper adds blocks to res3/res4). The seed article lists Non-local with no code.
     """
 
@@ -80,7 +81,7 @@ class NonLocal2d(nn.Module):
         if mode == "concat":
             self.concat_project = nn.Linear(2 * inner, 1, bias=False)
         self.pool = nn.MaxPool2d(2, ceil_mode=True) if sub_sample else nn.Identity()
-        self.out = nn.Conv2d(inner, channels, 1)
+        self.out = nn.Conv2d(inner, channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(channels)
         nn.init.zeros_(self.bn.weight)
 
