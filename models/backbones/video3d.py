@@ -14,10 +14,10 @@ arch               paper settings (input ``num_frames x crop``, frame stride) an
 ``x3d_xs/s/m``     X3D (Feichtenhofer, CVPR 2020, arXiv:2004.04730): width factor 2.0, depth
                    factor 2.2 (stage depths 3, 5, 11, 7; widths 24, 48, 96, 192), bottleneck
                    factor 2.25, SE (ratio 1/16) in every other block, swish; XS 4x160^2 stride
-                   12, S 13x160^2 stride 6, M 16x224^2 stride 5 (the variants share weights'
-                   shapes and differ in input). The output includes X3D's ``conv5`` (1x1x1,
-                   192 -> 432, BN, ReLU), which pytorchvideo keeps in its head as
-                   ``blocks.5.pool.pre_*``; its weights load into ``conv5.*``.
+                   12, S 13x160^2 stride 6, M 16x224^2 stride 5 (test crops 182, 182, 256; the
+                   three share one network and differ in input). The output includes X3D's
+                   ``conv5`` (1x1x1, 192 -> 432, BN, ReLU), which pytorchvideo keeps in its head
+                   as ``blocks.5.pool.pre_*``; its weights load into ``conv5.*``.
 ``r2plus1d_r50``   pytorchvideo's R(2+1)D-50 (``create_r2plus1d``): 16x224^2, stride 4. It
                    differs from Tran et al., CVPR 2018 (arXiv:1711.11248), whose R(2+1)D-18/34
                    use basic blocks, a (2+1)D stem, spatial-then-temporal factorisation and
@@ -41,15 +41,16 @@ Placements in a pytorchvideo ``ResBlock`` (``branch2`` = ``conv_a/norm_a/act_a``
 * ``post``: after ``norm_c``, before the addition;
 * ``pre_conv2``: after ``act_a``, before ``conv_b``;
 * ``pre_convs``: before each of ``conv_a``, ``conv_b``, ``conv_c``;
-* ``replace_conv2``: replaces ``conv_b`` where it is a plain ``1 x k x k`` conv (no temporal
-  extent, stride or groups: Slow res2/res3); built with ``stride`` / ``out_channels`` as needed;
+* ``replace_conv2``: replaces ``conv_b`` where it is a plain ``1 x k x k`` conv (temporal kernel
+  and stride 1, no groups or dilation: every stage of Slow R50 and of both SlowFast pathways, not
+  X3D/CSN (depthwise 3x3x3) or R(2+1)D); built with ``stride`` / ``out_channels`` as needed;
 * ``after_block``: on the block output (after the addition and ReLU);
 * ``stage_end``: once on the stage output.
 
 Original parameter names are unchanged; attention parameters appear as new keys
 (``...res_blocks.i.attn.<point>.*`` and ``stage_attn.stage<s>.*``). pytorchvideo zero-initialises
-every ``norm_c`` weight (the branch starts at zero), so a ``post`` block has no effect until
-``norm_c`` is trained or loaded.
+every ``norm_c`` weight (the official zero-init of the last BN: each branch starts at zero), so a
+``post`` block has no effect until ``norm_c`` is trained or loaded.
 """
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ class AttentiveResBlock(nn.Module):
             if not (type(conv) is nn.Conv3d and conv.kernel_size[0] == 1 and conv.stride[0] == 1
                     and conv.groups == 1 and conv.dilation == (1, 1, 1) and conv.stride[1] == conv.stride[2]):
                 raise ValueError(f"replace_conv2 needs conv_b to be a plain 1xkxk Conv3d; this block's "
-                                 f"conv_b is {conv} (supported: Slow/SlowFast res2 and res3)")
+                                 f"conv_b is {conv} (Slow R50 and SlowFast have one)")
             extra = {"stride": conv.stride[1]} if conv.stride[1] != 1 else {}
             if conv.out_channels != conv.in_channels:
                 extra["out_channels"] = conv.out_channels
