@@ -45,8 +45,8 @@ def gelu(t: torch.Tensor) -> torch.Tensor:
 
 
 def softmax(t: torch.Tensor, dim: int) -> torch.Tensor:
-    e = torch.exp(t - t.amax(dim, keepdim=True))
-    return e / e.sum(dim, keepdim=True)
+    """The plain softmax op: the explicit forms materialise its input, not its internals."""
+    return torch.softmax(t, dim)
 
 
 def max_pool_2x2_ceil(x: torch.Tensor) -> torch.Tensor:
@@ -224,13 +224,19 @@ def ref_san_patchwise(m, x):
 
 
 # ----------------------------------------------------------------------------- transformers
-def attention_by_hand(q, k, v, heads):
-    """Explicit multi-head ``softmax(QK^T / sqrt(d)) V`` on ``(B, L, D)`` tensors."""
+def attention_by_hand(q, k, v, heads, dropout=0.0):
+    """Explicit multi-head ``softmax(QK^T / sqrt(d)) V`` on ``(B, L, D)`` tensors (dropout on
+    the attention weights, as SDPA's ``dropout_p``)."""
     b, lq, dim = q.shape
     d = dim // heads
     q, k, v = (t.view(b, -1, heads, d).transpose(1, 2) for t in (q, k, v))
-    attn = softmax(q @ k.transpose(2, 3) / math.sqrt(d), dim=3)
+    attn = nn.functional.dropout(softmax(q @ k.transpose(2, 3) / math.sqrt(d), dim=3), dropout)
     return (attn @ v).transpose(1, 2).reshape(b, lq, dim)
+
+
+def dropout(module, p, t):
+    """Dropout as the module applies it (random masks differ, the work does not)."""
+    return nn.functional.dropout(t, p, training=module.training) if p else t
 
 
 def ref_mhsa(m, x):
@@ -239,9 +245,10 @@ def ref_mhsa(m, x):
     t = (x + pos).flatten(2).transpose(1, 2)
     u = layer_norm(m.norm1, t)
     q, k, v = linear(m.qkv, u).split(c, dim=2)
-    t = t + linear(m.proj, attention_by_hand(q, k, v, m.heads))
+    p_attn, p = (m.attn_dropout if m.training else 0.0), m.mlp[2].p
+    t = t + dropout(m, p, linear(m.proj, attention_by_hand(q, k, v, m.heads, p_attn)))
     u = layer_norm(m.norm2, t)
-    t = t + linear(m.mlp[3], gelu(linear(m.mlp[0], u)))
+    t = t + dropout(m, p, linear(m.mlp[3], dropout(m, p, gelu(linear(m.mlp[0], u)))))
     return t.transpose(1, 2).reshape(b, c, h, w)
 
 
@@ -269,13 +276,16 @@ def ref_detr(m, x):
     tgt = torch.zeros_like(query_pos)
 
     def mha(att, q, k, v):
-        out = attention_by_hand(linear(att.q_proj, q), linear(att.k_proj, k), linear(att.v_proj, v), att.heads)
+        out = attention_by_hand(linear(att.q_proj, q), linear(att.k_proj, k), linear(att.v_proj, v), att.heads,
+                                att.dropout if m.training else 0.0)
         return linear(att.out_proj, out)
 
     for layer in m.layers:
-        tgt = layer_norm(layer.norm1, tgt + mha(layer.self_attn, tgt + query_pos, tgt + query_pos, tgt))
-        tgt = layer_norm(layer.norm2, tgt + mha(layer.cross_attn, tgt + query_pos, memory + pos, memory))
-        tgt = layer_norm(layer.norm3, tgt + linear(layer.linear2, torch.relu(linear(layer.linear1, tgt))))
+        drop = lambda t: dropout(m, layer.dropout.p, t)   # noqa: E731
+        tgt = layer_norm(layer.norm1, tgt + drop(mha(layer.self_attn, tgt + query_pos, tgt + query_pos, tgt)))
+        tgt = layer_norm(layer.norm2, tgt + drop(mha(layer.cross_attn, tgt + query_pos, memory + pos, memory)))
+        ffn = linear(layer.linear2, drop(torch.relu(linear(layer.linear1, tgt))))
+        tgt = layer_norm(layer.norm3, tgt + drop(ffn))
     tgt = layer_norm(m.norm, tgt)
     return tgt.mean(1) if m.reduce == "mean" else tgt.flatten(1)
 

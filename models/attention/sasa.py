@@ -36,11 +36,12 @@ class StandAloneSelfAttention(nn.Module):
     so the size matches a strided 3x3 conv on odd maps.
 
     Neighbourhoods are gathered with ``unfold`` (``k^2 x`` the key/value memory). The
-    alternative, one SDPA call over all ``HW`` keys with a banded boolean mask and the relative
-    logits folded into extra one-hot query/key channels, never stores attention weights but
-    scores all ``HW`` keys instead of ``k^2``. Measured at (8, 64, 56, 56) forward+backward on
-    this project's 2-core CPU: unfold ~0.4 s / ~0.5 GB peak, banded SDPA ~20x slower; unfold is
-    used. Placement: replaces the 3x3 conv of a ResNet bottleneck (``out_channels`` and
+    alternative, one SDPA call over all ``HW`` keys with a banded boolean mask (the relative
+    logits folded in as ``H + W`` extra one-hot query/key channels, the only way to pass
+    query-dependent logits to a fused kernel without an ``HW x HW`` float mask) scores all ``HW``
+    keys instead of ``k^2`` and carries the wider q/k. Measured forward+backward at
+    (2, 64, 56, 56), one CPU thread: unfold 0.59 s / 325 MiB peak, banded SDPA 5.1 s / 1.86 GiB.
+    Unfold is leaner on both counts and is used. Placement: replaces the 3x3 conv of a ResNet bottleneck (``out_channels`` and
     ``stride`` follow that conv). The seed article lists SASA with no code.
     """
 

@@ -179,7 +179,7 @@ class DETRDecoderAggregator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, t, h, w = x.shape
-        memory = x.flatten(2).transpose(1, 2)                                  # (N, THW, C)
+        memory = x.flatten(2).transpose(1, 2).contiguous()                     # (N, THW, C)
         pos = sine_encoding_3d(t, h, w, c, self.temperature, x.device).to(memory.dtype)
         memory_keys = memory + pos
         query_pos = self.query_embed.weight.unsqueeze(0).expand(n, -1, -1)

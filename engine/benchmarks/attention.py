@@ -1,0 +1,196 @@
+"""Attention modules against their explicit reference formulations: forward+backward time, memory.
+
+For every module with a reference (``REFERENCES`` of each ``models/attention/_reference_*.py``),
+in one run and side by side on the same parameters and inputs: the median wall time of
+forward + backward (training mode, a fixed random output gradient, parameter gradients reset
+between repeats; ours and the reference alternate so that load changes hit both alike) and the peak memory of one forward + backward, for our module and for the
+reference. Ratios: speed = ref time / our time (> 1: ours faster), memory = our peak / ref peak.
+
+Peak memory, CPU: ``torch.profiler`` with ``profile_memory=True`` records every allocation and
+free of the call; the peak is the maximum of their running sum, i.e. the most bytes alive at
+once on top of what existed before (inputs and parameters excluded, gradients included).
+CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the
+allocation at the start.
+
+Inputs: ``(batch, C, H, W)`` for 2-D blocks, heads and glimpses; ``(batch // frames, C, frames,
+H, W)`` for aggregators and temporal/spatio-temporal blocks (same number of frame maps).
+Targets (checked in the last column at the largest size): long-range modules (non-local,
+criss-cross, EMA, ViT block, DETR decoder) at most 0.15x the explicit form's peak memory and at
+least 2x faster; every module's forward+backward within 1.1x of its reference's time.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import itertools
+import os
+import pkgutil
+import statistics
+import sys
+
+import torch
+
+from .common import format_table, median_time
+
+LONG_RANGE = ("nonlocal", "cc", "ema", "mhsa", "detr")
+TEMPORAL_FAMILIES = ("temporal", "spatiotemporal")
+
+
+def add_arguments(parser):
+    parser.add_argument("--names", default="", help="comma-separated module names (default: all with a reference)")
+    parser.add_argument("--sizes", default="28x28,56x56", help="comma-separated HxW map sizes")
+    parser.add_argument("--batch", type=int, default=8, help="frame maps per batch")
+    parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=4, help="T for aggregators and temporal blocks")
+    parser.add_argument("--num-classes", type=int, default=10, help="for heads that need it")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads (0: torch's default; 1 is steadier on a shared machine)")
+
+
+def collect_references() -> dict:
+    """``REFERENCES`` of every ``models/attention/_reference_*.py``, merged."""
+    import models.attention as package
+    refs = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_reference_"):
+            refs.update(importlib.import_module(f"{package.__name__}.{info.name}").REFERENCES)
+    return refs
+
+
+def build(name: str, args):
+    from models.attention import build_attention, get_attention_class
+    cls = get_attention_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    kwargs = {}
+    if "num_frames" in params:
+        kwargs["num_frames"] = args.frames
+    if "num_classes" in params and params["num_classes"].default is inspect.Parameter.empty:
+        kwargs["num_classes"] = args.num_classes
+    return build_attention(name, channels=args.channels, **kwargs)
+
+
+def make_input(module, args, h: int, w: int, device) -> torch.Tensor:
+    if module.kind == "aggregator" or module.family in TEMPORAL_FAMILIES:
+        shape = (max(1, args.batch // args.frames), args.channels, args.frames, h, w)
+    else:
+        shape = (args.batch, args.channels, h, w)
+    return torch.randn(shape, device=device)
+
+
+def forward_backward(fn, module, x: torch.Tensor, grad_out: dict):
+    """One training step's worth of work: ``fn(x)`` then backward of a fixed random projection
+    (call ``clear_grads`` first, as an optimizer's ``zero_grad`` would)."""
+    def step():
+        xx = x.detach().requires_grad_(True)
+        y = fn(xx)
+        if "g" not in grad_out:
+            grad_out["g"] = torch.randn_like(y)
+        if y.requires_grad:
+            y.backward(grad_out["g"])
+    return step
+
+
+def clear_grads(module) -> None:
+    for p in module.parameters():
+        p.grad = None
+
+
+def peak_memory_mib(step, module, device: torch.device) -> float:
+    clear_grads(module)                              # outside the measured region
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - start) / 2 ** 20
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")     # the profiler's own start/stop chatter
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted((e for e in prof.profiler.kineto_results.events()
+                     if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU),
+                    key=lambda e: e.start_ns())
+    return max(itertools.accumulate((e.nbytes() for e in events), initial=0)) / 2 ** 20
+
+
+def timed_pair(ours, reference, module, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Median times of the two steps, run alternately so that load changes hit both alike."""
+    def synced(step):
+        def call():
+            clear_grads(module)
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        return call
+    ours, reference = synced(ours), synced(reference)
+    ours(), reference()                              # warm-up
+    times = [(median_time(ours, 1, 0), median_time(reference, 1, 0)) for _ in range(repeats)]
+    return statistics.median(t for t, _ in times), statistics.median(t for _, t in times)
+
+
+def max_difference(module, ref, x: torch.Tensor) -> float:
+    """Eval mode, no grad: the reference first (EMA updates buffers only in training anyway)."""
+    module.eval()
+    with torch.no_grad():
+        diff = (module(x).float() - ref(module, x).float()).abs().max().item()
+    module.train()
+    return diff
+
+
+def measure(name: str, ref, args, h: int, w: int, device: torch.device) -> list:
+    torch.manual_seed(0)
+    module = build(name, args).to(device).train()
+    x = make_input(module, args, h, w, device)
+    grad_out = {}
+    ours = forward_backward(module, module, x, grad_out)
+    reference = forward_backward(lambda t: ref(module, t), module, x, grad_out)
+    ours()                                           # fixes the output gradient
+    t_ours, t_ref = timed_pair(ours, reference, module, device, args.repeats)
+    m_ours, m_ref = peak_memory_mib(ours, module, device), peak_memory_mib(reference, module, device)
+    return [t_ours, t_ref, m_ours, m_ref, max_difference(module, ref, x)]
+
+
+def verdict(name: str, t_ours: float, t_ref: float, m_ours: float, m_ref: float, largest: bool) -> str:
+    notes = []
+    if t_ours > 1.1 * t_ref:
+        notes.append("slower")
+    if largest and name in LONG_RANGE:
+        if t_ref < 2 * t_ours:
+            notes.append("<2x")
+        if m_ours > 0.15 * m_ref:
+            notes.append("mem>0.15")
+    return "ok" if not notes else " ".join(notes)
+
+
+def run(args) -> str:
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    refs = collect_references()
+    names = [n.strip() for n in args.names.split(",") if n.strip()] or sorted(refs)
+    unknown = [n for n in names if n not in refs]
+    if unknown:
+        raise SystemExit(f"no reference for {unknown}; available: {', '.join(sorted(refs))}")
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    rows = []
+    for name in names:
+        for i, (h, w) in enumerate(sizes):
+            print(f"[attention benchmark] {name} {h}x{w}", file=sys.stderr, flush=True)
+            try:
+                t_ours, t_ref, m_ours, m_ref, diff = measure(name, refs[name], args, h, w, device)
+            except Exception as err:  # one module failing must not hide the others
+                rows.append([name, f"{h}x{w}", *["-"] * 7, f"error: {type(err).__name__}: {str(err)[:60]}"])
+                continue
+            rows.append([name, f"{h}x{w}", f"{t_ours * 1e3:.1f}", f"{t_ref * 1e3:.1f}", f"{t_ref / t_ours:.2f}x",
+                         f"{m_ours:.1f}", f"{m_ref:.1f}", f"{m_ours / max(m_ref, 1e-9):.3f}", f"{diff:.1e}",
+                         verdict(name, t_ours, t_ref, m_ours, m_ref, i == len(sizes) - 1)])
+    title = (f"Attention modules vs reference formulations: forward+backward, batch {args.batch}, "
+             f"{args.channels} channels, {device.type}, {torch.get_num_threads()} threads, "
+             f"median of {args.repeats}")
+    headers = ["module", "HxW", "ours ms", "ref ms", "speed (ref/ours)", "ours MiB", "ref MiB",
+               "mem (ours/ref)", "max|diff|", "targets"]
+    return format_table(headers, rows, title)
