@@ -48,7 +48,13 @@ class CfgNode(_CfgNode):
 
 def _coerce(value, old, key):
     """The new value, converted where harmless (int -> float, tuple <-> list), else an error."""
-    if old is None or isinstance(value, type(old)) and not (isinstance(old, int) and isinstance(value, bool)):
+    if old is None:
+        return value
+    if isinstance(old, bool) or isinstance(value, bool):
+        if type(old) is type(value):
+            return value
+        raise ValueError(f"{key} expects {type(old).__name__} (default {old!r}), got {value!r}")
+    if isinstance(value, type(old)):
         return value
     if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -103,8 +103,6 @@ class Trainer:
         sums, n_clips, t0 = {}, 0, time.perf_counter()
         for it, batch in enumerate(bar):
             clips, targets = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device)
-            if cfg.MODEL.CHANNELS_LAST:
-                clips = clips.contiguous(memory_format=torch.channels_last_3d)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 out = self.model(clips)
             loss, parts = self.criterion(out, targets)

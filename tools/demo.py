@@ -18,8 +18,8 @@ def main(argv=None):
     p.add_argument("--data", default="data/synthetic_mars")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--config", default=os.path.join(os.path.dirname(__file__), "..", "configs", "demo_mars_r18.yaml"))
-    p.add_argument("overrides", nargs=argparse.REMAINDER)
-    args = p.parse_args(argv)
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_intermixed_args(argv)
     if not os.path.isdir(os.path.join(args.data, "info")):
         t = time.perf_counter()
         counts = write_synthetic_mars(args.data)

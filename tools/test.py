@@ -16,8 +16,8 @@ def main(argv=None):
     p.add_argument("config")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--ranks-png", default=None, help="also draw the ranked gallery of the first queries (re-ID)")
-    p.add_argument("overrides", nargs=argparse.REMAINDER)
-    args = p.parse_args(argv)
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_intermixed_args(argv)
     metrics = run_test(args.config, args.checkpoint, args.overrides, ranks_png=args.ranks_png)
     print(f"metrics written to {os.path.join(metrics['output_dir'], 'metrics.json')}")
 

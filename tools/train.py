@@ -15,8 +15,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config")
     p.add_argument("--resume", default=None, help="checkpoint to continue from (e.g. OUTPUT_DIR/checkpoints/last.pth)")
-    p.add_argument("overrides", nargs=argparse.REMAINDER, help="KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 5")
-    args = p.parse_args(argv)
+    p.add_argument("overrides", nargs="*", help="KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 5")
+    args = p.parse_intermixed_args(argv)
     cfg = load_config(args.config, args.overrides)
     Trainer(cfg, resume=args.resume).fit()
 
