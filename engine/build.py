@@ -19,15 +19,11 @@ def build_backbone_from_cfg(cfg):
     b = cfg.MODEL.BACKBONE
     att = b.ATTENTION
     common = dict(num_frames=cfg.DATA.SEQ_LEN, attention=att.NAME or None, stages=list(att.STAGES),
-                  placement=att.PLACEMENT or None, attention_kwargs=_kwargs(att.KWARGS),
+                  placement=att.PLACEMENT or None, every=att.EVERY, attention_kwargs=_kwargs(att.KWARGS),
                   pretrained=cfg.MODEL.PRETRAINED or None)
     if b.NAME.startswith("resnet"):
-        return ResNet2D(b.NAME, last_stride=b.LAST_STRIDE, every=att.EVERY,
-                        channels_last=cfg.MODEL.CHANNELS_LAST, **common)
-    try:
-        from models.backbones.factory import build_backbone
-    except ImportError as e:  # pragma: no cover - 3D backbones live in their own module
-        raise ValueError(f"unknown backbone {b.NAME!r}") from e
+        return ResNet2D(b.NAME, last_stride=b.LAST_STRIDE, channels_last=cfg.MODEL.CHANNELS_LAST, **common)
+    from models.backbones.factory import build_backbone
     return build_backbone(b.NAME, **common)
 
 

@@ -141,8 +141,12 @@ _C.DATA.SEQ_LEN = 4                  # frames per clip
 _C.DATA.TRAIN_SAMPLE = "random"      # re-ID: random / evenly; action: tsn / dense
 _C.DATA.TEST_SAMPLE = "dense"        # re-ID: evenly / dense / all; action: tsn / dense
 _C.DATA.FRAME_STRIDE = 2             # action dense sampling stride
-_C.DATA.HEIGHT = 256
+_C.DATA.HEIGHT = 256                 # re-ID frame size
 _C.DATA.WIDTH = 128
+_C.DATA.CROP_SIZE = 224              # action: square crop
+_C.DATA.SHORT_SIDE = 256             # action: test-time short side before cropping
+_C.DATA.TRAIN_CROP = "multiscale"    # action: multiscale (TSN) or random_resized
+_C.DATA.DECODE_SIZE = []             # action: [H, W] resize inside the decoder ([] = native)
 _C.DATA.NUM_WORKERS = 2
 _C.DATA.NUM_IDS = 8                  # P identities per batch
 _C.DATA.NUM_INSTANCES = 4            # K tracklets per identity

@@ -158,10 +158,11 @@ class Trainer:
                     self.best = metrics[self.task.key_metric]
                 path = os.path.join(self.ckpt_dir, "last.pth")
                 save_checkpoint(path, self.model, self.optimizer, self.scheduler, epoch + 1, cfg,
-                                {"best": self.best, "metrics": metrics})
+                                {"best": self.best, "metrics": metrics, "classes": getattr(self.task, "classes", None)})
                 if improved:
                     save_checkpoint(os.path.join(self.ckpt_dir, "best.pth"), self.model, self.optimizer,
-                                    self.scheduler, epoch + 1, cfg, {"best": self.best, "metrics": metrics})
+                                    self.scheduler, epoch + 1, cfg, {"best": self.best, "metrics": metrics,
+                                                                     "classes": getattr(self.task, "classes", None)})
             du.barrier()
         if du.is_main() and metrics:
             write_metrics(cfg.OUTPUT_DIR, metrics)

@@ -37,7 +37,7 @@ def test_matches_reference_formulation(name, kwargs, training):
 def test_placements():
     assert {n: get_attention_class(n).placement for n in NAMES} == {
         "cbam": "post", "bam": "stage_end", "scse": "post", "cse": "post", "sse": "post",
-        "triplet": "post", "simam": "post"}
+        "triplet": "post", "simam": "post_conv2"}  # SimAM: after the 3x3 conv, before its BN (official ResNets)
 
 
 # ---- CBAM -------------------------------------------------------------------------------

@@ -209,11 +209,10 @@ class SimAM(nn.Module):
     ``1/e* = (x - mu)^2 / (4 (sigma^2 + lambda)) + 0.5`` (Eq. 16), ``y = x * sigmoid(1/e*)``
     (Eq. 17). ``lambda = 1e-4``; no parameters (``channels`` is accepted and ignored).
     Placement: the official ResNets put SimAM right after the 3x3 conv (before its BN) in both
-    BasicBlock and Bottleneck. The backbone has no such slot; ``post`` is used (for a BasicBlock
-    this is the same conv output, after its BN).
+    BasicBlock and Bottleneck: ``post_conv2``.
     """
 
-    placement = "post"
+    placement = "post_conv2"
 
     def __init__(self, channels: int | None = None, e_lambda: float = 1e-4):
         super().__init__()

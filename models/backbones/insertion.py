@@ -5,6 +5,7 @@ Placements (a block's class attribute ``placement`` is its paper's default):
 =================  ==========================================================================
 ``post``           in the residual branch after its last BN, before the addition (SE, CBAM, ECA...)
 ``pre_conv2``      after the first 1x1 conv + BN + ReLU, before the 3x3 conv (TAM in TANet)
+``post_conv2``     right after the 3x3 conv, before its BN (SimAM's official ResNets)
 ``replace_conv2``  replaces the 3x3 conv; built with ``stride`` when the conv strides (DCN, SASA,
                    SAN, SCNet's self-calibrated conv)
 ``pre_convs``      one instance before every conv of the branch (GCT)
@@ -23,7 +24,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from models.attention import build_attention, get_attention_class
 
-PLACEMENTS = ("post", "pre_conv2", "replace_conv2", "pre_convs", "after_block", "stage_end")
+PLACEMENTS = ("post", "pre_conv2", "post_conv2", "replace_conv2", "pre_convs", "after_block", "stage_end")
 
 
 def default_placement(name: str) -> str:
@@ -82,6 +83,8 @@ class ResidualUnit(nn.Module):
             self.attn = build_block(name, out_ch, num_frames, kwargs)
         elif placement == "pre_conv2":
             self.attn = build_block(name, width, num_frames, kwargs)
+        elif placement == "post_conv2":
+            self.attn = build_block(name, block.conv2.out_channels, num_frames, kwargs)
         elif placement == "replace_conv2":
             stride = block.conv2.stride[0]
             extra = {"stride": stride} if stride != 1 else {}
@@ -108,7 +111,7 @@ class ResidualUnit(nn.Module):
         if self.placement == "replace_conv2":
             out = apply_block(self.attn, out, self.num_frames)
         else:
-            out = self.conv2(self._attn(out, "conv2"))
+            out = self._attn(self.conv2(self._attn(out, "conv2")), "post_conv2")
         out = self.bn2(out)
         if self.bottleneck:
             out = self.bn3(self.conv3(self._attn(self.relu(out), "conv3")))

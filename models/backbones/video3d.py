@@ -40,6 +40,7 @@ Placements in a pytorchvideo ``ResBlock`` (``branch2`` = ``conv_a/norm_a/act_a``
 
 * ``post``: after ``norm_c``, before the addition;
 * ``pre_conv2``: after ``act_a``, before ``conv_b``;
+* ``post_conv2``: after ``conv_b``, before ``norm_b``;
 * ``pre_convs``: before each of ``conv_a``, ``conv_b``, ``conv_c``;
 * ``replace_conv2``: replaces ``conv_b`` where it is a plain ``1 x k x k`` conv (temporal kernel
   and stride 1, no groups or dilation: every stage of Slow R50 and of both SlowFast pathways, not
@@ -70,9 +71,9 @@ from models.attention import get_attention_class
 from .insertion import build_block, default_placement, is_temporal
 from .weights import load_local_weights
 
-SUPPORTED_PLACEMENTS = ("post", "pre_conv2", "pre_convs", "replace_conv2", "after_block", "stage_end")
+SUPPORTED_PLACEMENTS = ("post", "pre_conv2", "post_conv2", "pre_convs", "replace_conv2", "after_block", "stage_end")
 # Where each per-block placement puts its module(s): the keys of ``AttentiveResBlock.attn``.
-_POINTS = {"post": ("post",), "pre_conv2": ("conv_b",), "pre_convs": ("conv_a", "conv_b", "conv_c"),
+_POINTS = {"post": ("post",), "pre_conv2": ("conv_b",), "post_conv2": ("post_conv_b",), "pre_convs": ("conv_a", "conv_b", "conv_c"),
            "replace_conv2": ("replace_conv_b",), "after_block": ("after_block",)}
 _DRY_RUN_SIZE = 32  # spatial size of the clip used to count frames at each attention point
 
@@ -136,7 +137,8 @@ class AttentiveResBlock(nn.Module):
         frames = frames or {}
         out_ch = branch.conv_c.out_channels
         channels = {"conv_a": branch.conv_a.in_channels, "conv_b": branch.conv_a.out_channels,
-                    "conv_c": branch.conv_c.in_channels, "post": out_ch, "after_block": out_ch}
+                    "conv_c": branch.conv_c.in_channels, "post_conv_b": branch.conv_c.in_channels,
+                    "post": out_ch, "after_block": out_ch}
         self.attn = nn.ModuleDict()
         if placement == "replace_conv2":
             conv = branch.conv_b
@@ -163,7 +165,7 @@ class AttentiveResBlock(nn.Module):
         y = _maybe(b.act_a, _maybe(b.norm_a, b.conv_a(self._attend("conv_a", x))))
         y = self._attend("conv_b", y)
         y = self._attend("replace_conv_b", y) if "replace_conv_b" in self.attn else b.conv_b(y)
-        y = _maybe(b.act_b, _maybe(b.norm_b, y))
+        y = _maybe(b.act_b, _maybe(b.norm_b, self._attend("post_conv_b", y)))
         y = _maybe(b.norm_c, b.conv_c(self._attend("conv_c", y)))
         y = self.branch_fusion(shortcut, self._attend("post", y))
         return self._attend("after_block", _maybe(self.activation, y))
@@ -245,7 +247,8 @@ class Video3DBackbone(nn.Module):
                     if every == 1 or (i + 1) % every == 0:
                         b = block.branch2
                         at = {"conv_a": frames.get(b.conv_a), "conv_b": frames.get(b.conv_b),
-                              "conv_c": frames.get(b.conv_c), "post": frames.get(b.conv_c),
+                              "conv_c": frames.get(b.conv_c), "post_conv_b": frames.get(b.conv_c),
+                              "post": frames.get(b.conv_c),
                               "after_block": frames.get(b.conv_c)}
                         path.res_blocks[i] = AttentiveResBlock(block, name, placement, kwargs, at)
 

@@ -39,7 +39,7 @@ def load_local_weights(model: nn.Module, path: str, key_map: Callable[[str], str
         raise FileNotFoundError(f"pretrained weights not found: {path!r} (weights are never "
                                 "downloaded; point MODEL.PRETRAINED to a local .pth file)")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict"):
+    for key in ("model", "state_dict", "model_state"):  # ours/torchvision, lightning, pytorchvideo
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     state = {k.removeprefix("module."): v for k, v in state.items()}
