@@ -179,6 +179,7 @@ class Trainer:
 
 
 def write_metrics(output_dir: str, metrics: dict) -> None:
+    os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, "metrics.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
