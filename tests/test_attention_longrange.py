@@ -172,6 +172,7 @@ def test_detr_matches_reference():
 def test_nonlocal_paper_facts_and_identity_at_init():
     m = make("nonlocal", channels=32)
     assert m.inner_channels == 16 and m.mode == "embedded_gaussian" and not m.scale
+    assert isinstance(m.pool, nn.MaxPool2d) and m.pool.kernel_size == 2            # sub-sampling
     assert torch.count_nonzero(m.bn.weight) == 0
     # theta, phi, g (with bias) + W_z (no bias, BN follows) + BN
     assert sum(p.numel() for p in m.parameters()) == 3 * (32 * 16 + 16) + 16 * 32 + 2 * 32
@@ -185,7 +186,7 @@ def test_nonlocal_paper_facts_and_identity_at_init():
 
 def test_nonlocal_concat_brute_force():
     """relu(w_f^T [theta_i, phi_j]) / N with an explicit concatenation per pair."""
-    m = randomize(make("nonlocal", channels=8, mode="concat")).double().eval()
+    m = randomize(make("nonlocal", channels=8, mode="concat", sub_sample=False)).double().eval()
     x = torch.randn(1, 8, 3, 4, dtype=torch.float64)
     theta, phi, g = (conv(x)[0].flatten(1) for conv in (m.theta, m.phi, m.g))
     n = theta.shape[1]
@@ -394,6 +395,7 @@ def test_san_paper_facts():
     pair, patch = make("san_pairwise", channels=64), make("san_patchwise", channels=64)
     for m in (pair, patch):
         assert m.kernel_size == 7 and m.rel_planes == 4 and m.weight_channels == 64 // 8
+    assert make("san_pairwise", channels=12).share_planes == 6                 # fallback: divisor <= 8
     r, wc = 4, 8
     assert pair.gamma[2].in_channels == r + 2 and pair.gamma[-1].out_channels == wc
     assert patch.gamma[2].in_channels == r * (49 + 1) and patch.gamma[-1].out_channels == wc * 49

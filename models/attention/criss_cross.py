@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_attention
@@ -40,7 +41,9 @@ class CrissCrossAttention(nn.Module):
 
     def attend(self, x: torch.Tensor) -> torch.Tensor:
         """One criss-cross pass."""
-        q, k, v = self.query(x), self.key(x), self.value(x)
+        q, k = self.query(x), self.key(x)
+        # gamma * (A V) == A (gamma V): scaling the value conv keeps no extra map alive for gamma
+        v = F.conv2d(x, self.gamma * self.value.weight, self.gamma * self.value.bias)
         h = x.shape[2]
         # energy to the key in the same column at row g, and in the same row at column u
         e_col = torch.einsum("bchw,bcgw->bhwg", q, k)
@@ -50,7 +53,7 @@ class CrissCrossAttention(nn.Module):
         attn = torch.cat([e_col, e_row], dim=3).softmax(dim=3).to(v.dtype)
         a_col, a_row = attn.split([h, x.shape[3]], dim=3)
         out = torch.einsum("bhwg,bcgw->bchw", a_col, v) + torch.einsum("bhwu,bchu->bchw", a_row, v)
-        return self.gamma * out + x
+        return out + x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _ in range(self.recurrence):

@@ -57,9 +57,11 @@ class NonLocal2d(nn.Module):
     The paper has no ``1/sqrt(d)`` in the softmax; ``scale=True`` adds it (mmaction2 style).
     The two softmax modes run through ``F.scaled_dot_product_attention``.
     BN weight (gamma) is zero-initialised (Sec. 4.1), so a fresh block is the identity and
-    only ``W_z``'s BN gets a gradient at init. ``sub_sample=True`` max-pools ``phi`` and ``g``
-    by 2x2 after the convs (paper, Sec. 3.3); ``ceil_mode`` so no position is dropped on odd
-    maps. ``theta, phi, g`` carry biases as in the released Caffe2 code; ``W_z`` has none (the
+    only ``W_z``'s BN gets a gradient at init; convs ``N(0, 0.01)`` with zero bias (official
+    ``CONV_INIT_STD``). ``sub_sample=True`` (default: "we use these efficient modifications for
+    all non-local blocks studied in this paper", Sec. 3.3; official ``USE_MAXPOOL = True``)
+    max-pools ``phi`` and ``g`` by 2x2 after the convs as the paper says (the Caffe2 code pools
+    ``x`` before them); ``ceil_mode`` so no position is dropped on odd maps. ``theta, phi, g`` carry biases as in the released Caffe2 code; ``W_z`` has none (the
     BN after it makes one redundant). Placement: after a residual block
     (the paper adds blocks to res3/res4). The seed article lists Non-local with no code.
     """
@@ -67,7 +69,7 @@ class NonLocal2d(nn.Module):
     placement = "after_block"
 
     def __init__(self, channels: int, reduction: int = 2, mode: str = "embedded_gaussian",
-                 sub_sample: bool = False, scale: bool = False):
+                 sub_sample: bool = True, scale: bool = False):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -84,6 +86,10 @@ class NonLocal2d(nn.Module):
         self.out = nn.Conv2d(inner, channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(channels)
         nn.init.zeros_(self.bn.weight)
+        for conv in (m for m in self.modules() if isinstance(m, nn.Conv2d)):
+            nn.init.normal_(conv.weight, std=0.01)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
 
     def embed(self, x: torch.Tensor):
         """Queries ``(B,N,d)``, keys ``(B,M,d)`` and values ``(B,M,C/2)`` as token matrices."""

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_attention
+from .sasa import divisor_at_most
 
 
 def reflect_indices(size: int, pad: int, device=None) -> torch.Tensor:
@@ -48,11 +49,10 @@ class _SANOperator(nn.Module):
                  rel_planes: int | None, stride: int):
         super().__init__()
         out_channels = out_channels or channels
-        if out_channels % share_planes:
-            raise ValueError(f"out_channels={out_channels} is not divisible by share_planes={share_planes}")
         self.kernel_size, self.stride, self.out_channels = kernel_size, stride, out_channels
         self.rel_planes = rel_planes or max(1, channels // 16)
-        self.weight_channels = out_channels // share_planes
+        self.share_planes = divisor_at_most(out_channels, share_planes)
+        self.weight_channels = out_channels // self.share_planes
         self.phi = nn.Conv2d(channels, self.rel_planes, 1)
         self.psi = nn.Conv2d(channels, self.rel_planes, 1)
         self.beta = nn.Conv2d(channels, out_channels, 1)
@@ -79,7 +79,8 @@ class SANPairwise(_SANOperator):
     difference ``p_i - p_j`` of position encodings (pixel coordinates in ``[-1, 1]`` through a
     trainable 1x1 conv), ``gamma`` = BN-ReLU-conv-BN-ReLU-conv producing ``out/share_planes``
     weight channels, shared by ``share_planes`` output channels.
-    Defaults (paper / official ``model/san.py``): kernel (footprint) 7, ``share_planes = 8``,
+    Defaults (paper / official ``model/san.py``): kernel (footprint) 7, ``share_planes = 8``
+    (if it does not divide ``out_channels``, the largest divisor below it),
     ``rel_planes = channels // 16``; 1x1 convs with bias. Borders use reflection padding, as
     the official CUDA kernels (``pad_mode=1``); the official code is CUDA-only, this one runs
     anywhere (``unfold`` over a reflection-indexed map). ``stride`` evaluates the operator at
