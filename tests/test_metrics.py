@@ -3,6 +3,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from engine.metrics import evaluate_reid, summarize_reid
+from engine.benchmarks.reid_eval import reference_re_ranking  # the widely copied loop form
 from engine.rerank import re_ranking
 
 
@@ -87,35 +88,6 @@ def test_bad_input_errors():
         evaluate_reid(np.zeros((2, 3)), [0, 1], [0, 1], [0, 0], [1, 1, 1])
     with pytest.raises(ValueError, match="NaN"):
         evaluate_reid(np.full((1, 2), np.nan), [0], [0, 1], [0], [1, 1])
-
-
-def reference_re_ranking(q_g, q_q, g_g, k1=20, k2=6, lam=0.3):
-    """The widely copied loop implementation, written out for comparison."""
-    original = np.concatenate([np.concatenate([q_q, q_g], 1), np.concatenate([q_g.T, g_g], 1)], 0)
-    original = np.power(original, 2).astype(np.float32)
-    original = np.transpose(original / np.max(original, axis=0))
-    V = np.zeros_like(original)
-    rank = np.argsort(original).astype(np.int32)
-    nq, n = q_g.shape[0], original.shape[0]
-    for i in range(n):
-        fwd = rank[i, :k1 + 1]
-        recip = fwd[np.where(rank[fwd, :k1 + 1] == i)[0]]
-        expansion = recip
-        for c in recip:
-            cf = rank[c, :int(np.around(k1 / 2)) + 1]
-            crecip = cf[np.where(rank[cf, :int(np.around(k1 / 2)) + 1] == c)[0]]
-            if len(np.intersect1d(crecip, recip)) > 2 / 3 * len(crecip):
-                expansion = np.append(expansion, crecip)
-        expansion = np.unique(expansion)
-        w = np.exp(-original[i, expansion])
-        V[i, expansion] = w / w.sum()
-    if k2 != 1:
-        V = np.stack([V[rank[i, :k2]].mean(0) for i in range(n)])
-    jaccard = np.zeros((nq, n), dtype=np.float32)
-    for i in range(nq):
-        common = np.minimum(V[i][None, :], V).sum(1)
-        jaccard[i] = 1 - common / (2 - common)
-    return (jaccard * (1 - lam) + original[:nq] * lam)[:, nq:]
 
 
 @pytest.mark.parametrize("nq,ng,k1,k2", [(12, 50, 20, 6), (9, 40, 6, 3), (10, 30, 8, 1)])
