@@ -20,14 +20,16 @@ def main(argv=None):
     r.add_argument("--out", default="ranks.png")
     r.add_argument("--num-queries", type=int, default=8)
     r.add_argument("--topk", type=int, default=10)
-    r.add_argument("overrides", nargs="*")
     a = sub.add_parser("attention")
     a.add_argument("config")
     a.add_argument("--checkpoint", required=True)
     a.add_argument("input", help="a video file or a folder of frames (a tracklet)")
     a.add_argument("--out", default="attention.png")
-    a.add_argument("overrides", nargs="*")
-    args = p.parse_intermixed_args(argv)
+    args, extra = p.parse_known_args(argv)  # what is left are KEY VALUE config overrides
+    unknown = [x for x in extra if x.startswith("--")]
+    if unknown:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = extra
     if args.what == "ranks":
         from engine.evaluate import load_trained
         from engine.visualize import draw_ranked_gallery
