@@ -141,8 +141,9 @@ def test_registry_kinds_and_placements():
 def test_replaces_the_strided_3x3_conv_of_a_bottleneck(name):
     down = nn.Sequential(nn.Conv2d(32, 64, 1, stride=2, bias=False), nn.BatchNorm2d(64))
     unit = ResidualUnit(Bottleneck(32, 16, stride=2, downsample=down), name, "replace_conv2", 1, {})
-    assert unit.attn.stride == 2 if hasattr(unit.attn, "stride") else True
-    y = unit(torch.randn(2, 32, 15, 9))
+    strided = unit.attn.pool.stride == 2 if name == "sasa" else unit.attn.stride == 2
+    assert strided and unit.attn.out_channels == 16
+    y = unit(torch.randn(2, 32, 15, 9))                  # odd map: sizes must match the shortcut
     assert y.shape == (2, 64, 8, 5)
 
 

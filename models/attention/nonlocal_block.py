@@ -54,7 +54,8 @@ class NonLocal2d(nn.Module):
     * ``concat``: ``relu(w_f^T [theta_i, phi_j]) / N``, computed exactly by
       :func:`concat_relation` (sort + suffix sums) instead of an ``N x N`` matrix.
 
-    The paper has no ``1/sqrt(d)`` in the softmax; ``scale=True`` adds it (mmaction2 style).
+    The paper has no ``1/sqrt(d)`` in the softmax; ``scale=True`` adds it (mmaction2 style; the
+    released Caffe2 code also scales by default, ``USE_SCALE``: the paper wins here).
     The two softmax modes run through ``F.scaled_dot_product_attention``.
     BN weight (gamma) is zero-initialised (Sec. 4.1), so a fresh block is the identity and
     only ``W_z``'s BN gets a gradient at init; convs ``N(0, 0.01)`` with zero bias (official

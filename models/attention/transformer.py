@@ -156,8 +156,9 @@ class DETRDecoderAggregator(nn.Module):
     backbone feature two layers let the queries first split the clip, then attend, at a third
     of the cost). Output: the mean of the query embeddings (``reduce="mean"``, ``D = C``, so
     the width matches the other aggregators) or their concatenation (``reduce="concat"``,
-    ``D = num_queries * C``). Attention through SDPA: nothing of size ``Q x THW`` is kept
-    beyond what the fused kernel needs. The seed article lists DETR with no code.
+    ``D = num_queries * C``). Attention through SDPA; its weights are only ``Q x THW``
+    (``Q = 8``), so unlike the encoder-style blocks the explicit form is not much heavier: the
+    token projections dominate memory. The seed article lists DETR with no code.
     """
 
     def __init__(self, channels: int, num_queries: int = 8, num_layers: int = 2, heads: int = 8,
