@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
-__all__ = ["topk_accuracy", "mean_class_accuracy", "confusion_matrix", "aggregate_views", "evaluate_action"]
+__all__ = ["topk_accuracy", "per_class_accuracy", "mean_class_accuracy", "confusion_matrix", "aggregate_views", "evaluate_action"]
 
 
 def _numpy(x) -> np.ndarray:
@@ -55,16 +55,21 @@ def topk_accuracy(scores, labels, ks: Iterable[int] = (1, 5)) -> dict[int, float
     return {int(k): float((rank < k).mean()) for k in ks}
 
 
+def per_class_accuracy(scores, labels) -> np.ndarray:
+    """(K,) top-1 accuracy (recall) of each class; NaN for a class with no video in ``labels``."""
+    scores, labels = _check(scores, labels)
+    hit = (_true_rank(scores, labels) == 0).astype(np.float64)
+    hits = np.bincount(labels, weights=hit, minlength=scores.shape[1])
+    count = np.bincount(labels, minlength=scores.shape[1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, hits / np.maximum(count, 1), np.nan)
+
+
 def mean_class_accuracy(scores, labels) -> float:
     """Mean over the classes present in ``labels`` of the per-class top-1 accuracy (recall)."""
-    scores, labels = _check(scores, labels)
-    if labels.size == 0:
+    if _numpy(labels).size == 0:
         raise ValueError("no videos to evaluate")
-    hit = (_true_rank(scores, labels) == 0).astype(np.float64)
-    per_class_hits = np.bincount(labels, weights=hit, minlength=scores.shape[1])
-    per_class_count = np.bincount(labels, minlength=scores.shape[1])
-    present = per_class_count > 0
-    return float((per_class_hits[present] / per_class_count[present]).mean())
+    return float(np.nanmean(per_class_accuracy(scores, labels)))
 
 
 def confusion_matrix(scores, labels, num_classes: int | None = None, normalize: str | None = None) -> np.ndarray:

@@ -43,4 +43,8 @@ def run_test(config_path: str, checkpoint: str, overrides=(), ranks_png: str | N
         from .visualize import draw_ranked_gallery
         d = task.last_details
         draw_ranked_gallery(d["distmat"], task.dataset.query, task.dataset.gallery, ranks_png)
+    if cfg.TASK == "action":
+        from .action_report import write_action_report
+        d = task.last_details
+        metrics.update(write_action_report(d["scores"], d["labels"], task.classes, cfg.OUTPUT_DIR))
     return {**metrics, "output_dir": cfg.OUTPUT_DIR}

@@ -1,4 +1,4 @@
-"""Pictures: ranked re-ID galleries."""
+"""Pictures: ranked re-ID galleries, confusion matrices."""
 from __future__ import annotations
 
 import os
@@ -45,3 +45,48 @@ def draw_ranked_gallery(distmat: np.ndarray, query, gallery, out_png: str, num_q
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
     canvas.save(out_png)
     return out_png
+
+
+def _blues(x: np.ndarray) -> np.ndarray:
+    """(...,) values in [0, 1] -> (..., 3) uint8, white to dark blue."""
+    lo, hi = np.array([247, 251, 255], np.float64), np.array([8, 48, 107], np.float64)
+    return (lo + np.clip(x, 0, 1)[..., None] * (hi - lo)).round().astype(np.uint8)
+
+
+def draw_confusion_matrix(cm: np.ndarray, classes, out_png: str | None = None, cell: int | None = None) -> Image.Image:
+    """Row-normalised confusion matrix (rows = true class, columns = predicted) as a heatmap.
+
+    Colour follows the square root of the rate, so that rare confusions stay visible. Class names
+    label the rows (and numbers the columns) when cells are big enough to read, every tenth class
+    is marked otherwise; the diagonal rate is printed in cells of 24 px and more. Returns the image; saves it when
+    ``out_png`` is given."""
+    cm = np.asarray(cm, dtype=np.float64)
+    k = cm.shape[0]
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    cell = cell or int(np.clip(900 // max(k, 1), 4, 40))
+    labelled = cell >= 10
+    left = (min(max(len(str(c)) for c in classes), 24) * 6 + 30) if labelled else 24
+    top = 28 if labelled else 0
+    heat = Image.fromarray(_blues(np.sqrt(rates))).resize((k * cell, k * cell), Image.NEAREST)
+    canvas = Image.new("RGB", (left + k * cell + 4, top + k * cell + 20), "white")
+    canvas.paste(heat, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    if labelled:
+        for i, name in enumerate(classes):
+            y = top + i * cell + (cell - 10) // 2
+            draw.text((2, y), f"{i:>3} {str(name)[:24]}", fill="black")
+            draw.text((left + i * cell + 1, 14 if i % 2 else 2), str(i), fill="black")
+    else:
+        for i in range(0, k, 10):
+            draw.text((2, top + i * cell), str(i), fill="black")
+            draw.line([(left - 4, top + i * cell), (left - 1, top + i * cell)], fill="black")
+    if cell >= 24:
+        for i in range(k):
+            colour = "white" if rates[i, i] > 0.5 else "black"
+            draw.text((left + i * cell + 2, top + i * cell + cell // 2 - 5), f"{rates[i, i]:.2f}"[1:] if rates[i, i] < 1
+                      else "1.0", fill=colour)
+    draw.text((left, top + k * cell + 4), "rows: true class, columns: predicted (row-normalised, colour ~ sqrt)", fill="black")
+    if out_png:
+        os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
+        canvas.save(out_png)
+    return canvas

@@ -5,7 +5,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, top_k_accuracy_score
 
 from engine.action_metrics import (aggregate_views, confusion_matrix, evaluate_action, mean_class_accuracy,
-                                   topk_accuracy)
+                                   per_class_accuracy, topk_accuracy)
 
 # 4 videos, 6 classes; true-class ranks (0-based): 0, 2, 5, 1
 SCORES = np.array([[0.9, 0.1, 0.0, 0.0, 0.0, 0.0],
@@ -40,6 +40,9 @@ def test_topk_and_mean_class_accuracy_match_sklearn():
 def test_mean_class_accuracy_by_hand():
     # class 0: 1 of 2 right (video 0 yes, video 3 no); class 2: 0 of 1; class 5: 0 of 1 -> (0.5 + 0 + 0) / 3
     assert mean_class_accuracy(SCORES, LABELS) == pytest.approx(0.5 / 3)
+    per_class = per_class_accuracy(SCORES, LABELS)
+    assert per_class[[0, 2, 5]] == pytest.approx([0.5, 0.0, 0.0])
+    assert np.isnan(np.delete(per_class, [0, 2, 5])).all()         # classes with no video: NaN, not 0
 
 
 def test_confusion_matrix_against_loops():
