@@ -8,6 +8,9 @@
 """
 import argparse
 import importlib
+import os
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # before torch loads: silences the memory profiler's chatter
 
 import _bootstrap  # noqa: F401
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._ops import spatial_mean
 from .registry import register_attention
 
 
@@ -36,7 +37,7 @@ class SqueezeExcitation(nn.Module):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Channel weights ``(B, C)`` in (0, 1)."""
-        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(spatial_mean(x)))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)[:, :, None, None]
@@ -105,7 +106,7 @@ class ECA(nn.Module):
         self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x.mean((2, 3)).unsqueeze(1)).squeeze(1)  # (B, C)
+        y = self.conv(spatial_mean(x).unsqueeze(1)).squeeze(1)  # (B, C)
         return x * torch.sigmoid(y)[:, :, None, None]
 
 
@@ -132,7 +133,7 @@ class SRM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(2)
-        style = torch.stack((flat.mean(2), flat.std(2)), dim=2)  # (B, C, 2)
+        style = torch.stack((spatial_mean(x), flat.std(2)), dim=2)  # (B, C, 2)
         z = self.bn(self.cfc(style))                             # (B, C, 1)
         return x * torch.sigmoid(z).unsqueeze(3)
 

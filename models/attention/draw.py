@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._ops import spatial_mean
 from .registry import register_attention
 
 
@@ -65,7 +66,7 @@ class DrawReadAttention(nn.Module):
     def attention_params(self, x: torch.Tensor, context: torch.Tensor | None = None):
         """``(gx, gy, sigma2, delta, gamma)``, each ``(B,)`` float32, from Eq. (21)-(24)."""
         if context is None:
-            context = x.mean((2, 3))
+            context = spatial_mean(x)
         gx_t, gy_t, log_sigma2, log_delta_t, log_gamma = self.to_params(context).float().unbind(1)
         height, width = x.shape[2], x.shape[3]
         gx = (width + 1) / 2 * (gx_t + 1)

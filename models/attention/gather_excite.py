@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._ops import spatial_mean
 from .registry import register_attention
 
 VARIANTS = ("theta_minus", "theta", "theta_plus")
@@ -77,7 +78,7 @@ class GatherExcite(nn.Module):
         """The gathered context ``(B, C, h, w)`` before the excite step."""
         if self.gather is None:
             if self.extent == 0:
-                return x.mean((2, 3), keepdim=True)
+                return spatial_mean(x, keepdim=True)
             e = self.extent
             return F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1, count_include_pad=False)
         if self.spatial_size is not None and tuple(x.shape[-2:]) != self.spatial_size:

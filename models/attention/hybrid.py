@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .channel import SqueezeExcitation
+from ._ops import spatial_mean
 from .registry import register_attention
 
 
@@ -55,7 +56,7 @@ class CBAM(nn.Module):
 
     def channel_gate(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
-        logits = self.mlp(torch.cat((x.mean((2, 3)), x.amax((2, 3)))))  # (2B, C), one MLP call
+        logits = self.mlp(torch.cat((spatial_mean(x), x.amax((2, 3)))))  # (2B, C), one MLP call
         return torch.sigmoid(logits[:b] + logits[b:])[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +103,7 @@ class BAM(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The attention map ``M`` broadcastable to ``x``."""
-        mc = self.channel_bn(self.channel_mlp(x.mean((2, 3))))[:, :, None, None]
+        mc = self.channel_bn(self.channel_mlp(spatial_mean(x)))[:, :, None, None]
         ms = self.spatial(x)
         return torch.sigmoid(mc + ms if self.combine == "add" else mc * ms)
 
@@ -220,7 +221,7 @@ class SimAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[2] * x.shape[3] - 1
-        d = (x - x.mean((2, 3), keepdim=True)).pow(2)
+        d = (x - spatial_mean(x, keepdim=True)).pow(2)
         energy_inv = d / (4 * (d.sum((2, 3), keepdim=True) / n + self.e_lambda)) + 0.5
         return x * torch.sigmoid(energy_inv)
 
