@@ -70,13 +70,23 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def frame_shape(size) -> tuple[int, int]:
+    """``size``: an int (square frames) or ``(height, width)``, e.g. ``(240, 320)`` as in UCF101."""
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if min(h, w) < 16:
+        raise ValueError(f"frames must be at least 16x16, got {h}x{w}")
+    return h, w
+
+
+def _background(rng: np.random.Generator, size) -> np.ndarray:
     """(H, W, 3) float: blocky colour texture + fine grain + a static grey checkered distractor."""
+    h, w = frame_shape(size)
     block = int(rng.integers(4, 9))
-    coarse = rng.uniform(50, 190, (size // block + 1, size // block + 1, 3))
-    image = np.kron(coarse, np.ones((block, block, 1)))[:size, :size] + rng.normal(0, 10, (size, size, 1))
-    side, cell = int(rng.integers(size // 6, size // 3)), int(rng.integers(2, 5))
-    top, left = rng.integers(0, size - side, 2)
+    coarse = rng.uniform(50, 190, (h // block + 1, w // block + 1, 3))
+    image = np.kron(coarse, np.ones((block, block, 1)))[:h, :w] + rng.normal(0, 10, (h, w, 1))
+    short = min(h, w)
+    side, cell = int(rng.integers(short // 6, short // 3)), int(rng.integers(2, 5))
+    top, left = rng.integers(0, np.array([h, w]) - side, 2)
     yy, xx = np.mgrid[:side, :side]
     image[top:top + side, left:left + side] = (100 + 60 * ((yy // cell + xx // cell) % 2))[..., None]
     return image
@@ -88,31 +98,33 @@ def _stripes(rng: np.random.Generator, dy: np.ndarray, dx: np.ndarray) -> np.nda
     return np.where(np.sin(2 * np.pi * (dx * np.cos(phi) + dy * np.sin(phi)) / period) > 0, 1.0, 0.6)
 
 
-def render_clip(label: int, num_classes: int, rng: np.random.Generator, num_frames: int = 24, size: int = 64,
+def render_clip(label: int, num_classes: int, rng: np.random.Generator, num_frames: int = 24, size=64,
                 content: str = "order", background: np.ndarray | None = None) -> np.ndarray:
-    """One clip of class ``label``: uint8 (T, H, W, 3)."""
+    """One clip of class ``label``: uint8 (T, H, W, 3); ``size`` an int or ``(H, W)``."""
+    h, w = frame_shape(size)
+    hw = np.array([h, w], dtype=np.float64)
     bg = _background(rng, size) if background is None else background
-    yy, xx = np.mgrid[:size, :size].astype(np.float64)
-    radius = rng.uniform(0.12, 0.2) * size
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    radius = rng.uniform(0.12, 0.2) * min(h, w)
     if content == "order":
         order = np.array(_orders(num_classes)[label])
         phase = (np.arange(num_frames) * len(order)) // num_frames                       # (T,)
-        centres = rng.uniform(radius, size - radius, (len(order), 2))[phase]              # (T, 2)
+        centres = rng.uniform(radius, hw - radius, (len(order), 2))[phase]                # (T, 2)
         dy, dx = yy - centres[:, 0, None, None], xx - centres[:, 1, None, None]          # (T, H, W)
         colour = np.array(list(COLOURS.values()), dtype=np.float64)[order[phase]]        # (T, 3)
     elif content == "motion":
         angle = np.deg2rad(_angles(num_classes)[label] + rng.uniform(-5, 5))
         speed = rng.uniform(1.5, 2.5)
         velocity = speed * np.array([np.sin(angle), np.cos(angle)])                    # (dy, dx) per frame
-        path = rng.uniform(0, size, 2) + np.arange(num_frames)[:, None] * velocity
-        dy = (yy - path[:, 0, None, None] + size / 2) % size - size / 2                 # distances on the torus
-        dx = (xx - path[:, 1, None, None] + size / 2) % size - size / 2
+        path = rng.uniform(0, hw, 2) + np.arange(num_frames)[:, None] * velocity
+        dy = (yy - path[:, 0, None, None] + h / 2) % h - h / 2                          # distances on the torus
+        dx = (xx - path[:, 1, None, None] + w / 2) % w - w / 2
         colour = np.tile(rng.uniform(60, 255, 3), (num_frames, 1))
     else:
         raise ValueError(f"content must be 'order' or 'motion', got {content!r}")
     inside = (dy ** 2 + dx ** 2 <= radius ** 2)[..., None]
     blob = colour[:, None, None, :] * _stripes(rng, dy, dx)[..., None]
-    frames = np.where(inside, blob, bg[None]) + rng.normal(0, 6, (num_frames, size, size, 3))
+    frames = np.where(inside, blob, bg[None]) + rng.normal(0, 6, (num_frames, h, w, 3))
     return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
 
 
@@ -136,13 +148,15 @@ def _test_groups(num_groups: int, split: int) -> range:
 
 
 def write_synthetic_ucf101(root: str, num_classes: int = 6, videos_per_class: int = 10, num_groups: int = 5,
-                           num_frames: int = 24, size: int = 64, content: str = "order", fps: int = 25,
+                           num_frames: int = 24, size=64, content: str = "order", fps: int = 25,
                            codec: str = "mpeg4", seed: int = 0) -> dict:
     """Write ``root/UCF-101/<Class>/v_<Class>_gXX_cYY.avi`` and ``root/ucfTrainTestlist/``.
 
     Video i of a class goes to group ``i % num_groups + 1`` (clip ``i // num_groups + 1``); split s
     tests on the s-th fold of groups (``round(7/25 * num_groups)`` groups, at least one).
-    Returns counts: classes, videos, and train/test sizes per split.
+    ``size``: an int (square frames; small and fast, the default) or ``(H, W)`` such as
+    ``(240, 320)``, UCF101's own frame size. Returns counts: classes, videos, and train/test sizes
+    per split.
     """
     if num_groups < 4:
         raise ValueError("num_groups must be >= 4 so that each of the 3 splits keeps training groups")
@@ -177,7 +191,7 @@ def write_synthetic_ucf101(root: str, num_classes: int = 6, videos_per_class: in
 
 
 def write_synthetic_hmdb51(root: str, num_classes: int = 6, videos_per_class: int = 10, num_frames: int = 24,
-                           size: int = 64, content: str = "order", fps: int = 25, codec: str = "mpeg4",
+                           size=64, content: str = "order", fps: int = 25, codec: str = "mpeg4",
                            seed: int = 0) -> dict:
     """Write ``root/videos/<class>/<name>.avi`` and ``root/testTrainMulti_7030_splits/``.
 

@@ -187,6 +187,23 @@ def test_motion_classes_move_in_their_direction():
     assert class_names(4, "motion") == ["MoveRight", "MoveDown", "MoveLeft", "MoveUp"]
 
 
+def test_ucf101_frame_size_and_rectangular_motion(tmp_path):
+    from datasets.video_reader import video_info
+    clip = render_clip(1, 6, np.random.default_rng(0), 6, (24, 40), "order")
+    assert clip.shape == (6, 24, 40, 3)
+    h, w = 24, 40                                  # motion wraps around a rectangular torus
+    clip = render_clip(0, 4, np.random.default_rng(0), 8, (h, w), "motion", background=np.zeros((h, w, 3)))
+    cols = (clip.max(-1) > 25).any(1)              # (T, W): which columns the disk covers
+    assert cols.any(1).all() and clip.shape == (8, h, w, 3)
+    write_synthetic_ucf101(str(tmp_path), num_classes=2, videos_per_class=4, num_groups=4, num_frames=5,
+                           size=(240, 320))
+    video = next((tmp_path / "UCF-101").rglob("*.avi"))
+    frames, fps, (height, width) = video_info(str(video))
+    assert (frames, fps, height, width) == (5, 25, 240, 320)
+    with pytest.raises(ValueError, match="at least 16x16"):
+        render_clip(0, 2, np.random.default_rng(0), 4, (8, 32))
+
+
 # ----------------------------------------------------------------------------- samplers
 def _tsn_reference(n, k, x=0.5):
     """The official TSN test formula, one segment at a time: int(tick / 2 + tick * i), tick = n / K."""
