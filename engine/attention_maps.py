@@ -243,8 +243,8 @@ def attention_sites(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _site_maps(site: _Site, num_clips: int) -> SiteMaps:
     raw, what, is_gate, weights = (list(v) for v in zip(*site.records))
-    maps = None if raw[0] is None else torch.cat(raw)
-    weights = None if weights[0] is None else torch.cat(weights).cpu()
+    maps = None if raw[0] is None else torch.cat(raw).float()         # float also under autocast
+    weights = None if weights[0] is None else torch.cat(weights).float().cpu()
     low = high = 0.0
     if maps is not None:
         maps = maps.cpu()

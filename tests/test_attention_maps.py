@@ -54,6 +54,9 @@ def test_resnet_cbam_stage3_gives_one_map_per_frame_and_block():
         assert 0 <= site.maps.min() and site.maps.max() <= 1
     batch = extract_attention_maps(model, torch.randn(2, 3, 4, 64, 32))
     assert batch["layer3.1.attn"].maps.shape == (2, 4, 4, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = extract_attention_maps(model, torch.randn(3, 4, 64, 32))["layer3.1.attn"].maps
+    assert half.dtype == torch.float32 and 0 <= half.min() and half.max() <= 1
     assert not any(m.training for m in model.modules())
     assert all(not h for m in model.modules() for h in (m._forward_hooks, m._forward_pre_hooks))  # hooks removed
 
