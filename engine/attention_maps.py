@@ -1,4 +1,4 @@
-"""Attention heatmaps over the frames of a clip (``tools/visualize.py attention``).
+"""Attention maps over the frames of a clip: what each attention module of a model attends to.
 
 Every attention module of the zoo inside a model is a *site*: blocks (registry ``kind == "block"``,
 named by their place, e.g. ``layer3.1.attn``) and attention aggregators (``aggregator``). Forward
@@ -25,29 +25,25 @@ anything else                      generic: channel mean of ``|y - x|`` (what th
 =================================  =====================================================================
 
 Gates keep their values (they lie in [0, 1]); the other maps are divided by their maximum over
-the clip, so every map ends in [0, 1] and an unchanged input stays 0. The picture stretches each
-row to its own range and prints that range. Attention-received maps materialise the attention
+the clip, so every map ends in [0, 1] and an unchanged input stays 0. Drawing:
+``engine/attention_drawing.py``; the ``tools/visualize.py attention`` command:
+``engine/attention_visualize.py``. Attention-received maps materialise the attention
 matrix in query chunks (visualisation only, under ``no_grad``).
 """
 from __future__ import annotations
 
 import logging
-import os
-import re
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from .checkpoint import unwrap
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SiteMaps", "extract_attention_maps", "attention_strip", "draw_attention_strip", "load_clip",
-           "visualize_attention", "jet"]
+__all__ = ["SiteMaps", "attention_sites", "extract_attention_maps"]
 
 GATED = ("se", "cse", "eca", "srm", "fca", "gsop", "ge", "simam")  # y = x * gate, gate in [0, 1]
 CHUNK_ELEMENTS = 1 << 24  # attention-matrix entries computed at once
@@ -279,188 +275,3 @@ def extract_attention_maps(model: nn.Module, clip: torch.Tensor) -> dict[str, Si
                 m.frame_weights = None if m.frame_weights is None else m.frame_weights[0]
             out[site.name] = m
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# drawing
-
-LABEL_WIDTH = 190
-GAP = 3
-MIN_TILE_HEIGHT = 96
-FOOTER = 22
-ALPHA = 0.55
-
-
-def jet(v: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> ``(..., 3)`` uint8, the piecewise-linear jet colormap (blue -> red)."""
-    four = 4 * np.clip(v, 0, 1)[..., None]
-    centre = np.array([3.0, 2.0, 1.0])                  # red, green, blue peaks
-    return (np.clip(1.5 - np.abs(four - centre), 0, 1) * 255).round().astype(np.uint8)
-
-
-def _font(size: int = 12):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
-def tile_size(height: int, width: int) -> tuple[int, int]:
-    """Displayed frame size: upscaled by an integer factor to at least ``MIN_TILE_HEIGHT`` rows."""
-    factor = max(1, -(-MIN_TILE_HEIGHT // height))
-    return height * factor, width * factor
-
-
-def _stretch(maps: torch.Tensor, size) -> np.ndarray:
-    """``(T,h,w)`` -> ``(T,H,W)`` in [0, 1]: bilinear upsampling, stretched to the row's range."""
-    up = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
-    low, high = up.min(), up.max()
-    return (up - low) / (high - low) if high - low > 1e-12 else np.zeros_like(up)
-
-
-def _weight_bar(draw: ImageDraw.ImageDraw, x: int, y: int, width: int, height: int, weight: float, top: float,
-                font) -> None:
-    bar = max(1, round((width - 4) * weight / max(top, 1e-12)))
-    draw.rectangle([x + 2, y + height - 9, x + 2 + bar, y + height - 3], fill="white", outline="black")
-    draw.text((x + 3, y + height - 23), f"w={weight:.2f}", fill="white", font=font, stroke_width=1,
-              stroke_fill="black")
-
-
-def draw_attention_strip(frames: torch.Tensor, sites: dict[str, SiteMaps], frame_labels=None) -> Image.Image:
-    """``frames`` uint8 ``(T,C,H,W)`` and per-site maps of one clip -> the picture: the frames, then
-    one row per site with its heatmaps (jet, blended onto the frames) and a label."""
-    t = frames.shape[0]
-    th, tw = tile_size(*frames.shape[2:])
-    base = [Image.fromarray(f.permute(1, 2, 0).cpu().numpy()).resize((tw, th), Image.BILINEAR) for f in frames]
-    rows = 1 + len(sites)
-    canvas = Image.new("RGB", (LABEL_WIDTH + t * (tw + GAP), rows * (th + GAP) + FOOTER), "white")
-    draw, font, small = ImageDraw.Draw(canvas), _font(12), _font(10)
-    draw.text((4, 4), "frames", fill="black", font=font)
-    for i, img in enumerate(base):
-        x = LABEL_WIDTH + i * (tw + GAP)
-        canvas.paste(img, (x, 0))
-        if frame_labels is not None:
-            draw.text((x + 3, 2), str(frame_labels[i]), fill="white", font=small, stroke_width=1, stroke_fill="black")
-    for r, site in enumerate(sites.values(), start=1):
-        y = r * (th + GAP)
-        lines = [site.name, f"{site.module}: {site.what}"]
-        if site.maps is not None:
-            lines.append(f"range {site.low:.3g} .. {site.high:.3g}")
-        draw.multiline_text((4, y + 4), "\n".join(_wrap(line, 30) for line in lines), fill="black", font=font)
-        heat = None if site.maps is None else _stretch(site.maps, (th, tw))
-        for i, img in enumerate(base):
-            x = LABEL_WIDTH + i * (tw + GAP)
-            if heat is None:
-                tile = Image.blend(img, Image.new("RGB", img.size, "gray"), 0.5)
-            else:
-                k = min(i * heat.shape[0] // t, heat.shape[0] - 1)   # map frames of a strided 3-D net
-                tile = Image.blend(img, Image.fromarray(jet(heat[k])), ALPHA)
-            canvas.paste(tile, (x, y))
-            if site.frame_weights is not None:
-                w = site.frame_weights
-                k = min(i * len(w) // t, len(w) - 1)
-                _weight_bar(draw, x, y, tw, th, float(w[k]), float(w.max()), small)
-    _colour_key(canvas, draw, rows * (th + GAP) + 4, small)
-    return canvas
-
-
-def _wrap(text: str, width: int) -> str:
-    return "\n".join(text[i:i + width] for i in range(0, len(text), width))
-
-
-def _colour_key(canvas: Image.Image, draw: ImageDraw.ImageDraw, y: int, font) -> None:
-    bar = jet(np.linspace(0, 1, 120))[None].repeat(10, 0)
-    canvas.paste(Image.fromarray(bar), (4, y + 2))
-    draw.text((130, y), "low -> high in each row's own range; w = frame weight",
-              fill="black", font=font)
-
-
-def attention_strip(model: nn.Module, clip_uint8: torch.Tensor, normalised_clip: torch.Tensor,
-                    frame_labels=None) -> Image.Image:
-    """One clip's attention picture: ``clip_uint8`` ``(T,C,H,W)`` as shown, ``normalised_clip``
-    ``(C,T,H,W)`` (or ``(1,C,T,H,W)``) as the model takes it. Runs the model in eval mode and puts
-    its training mode back, so a trainer can log it (``SummaryWriter.add_image``, HWC)."""
-    clip = normalised_clip[0] if normalised_clip.dim() == 5 else normalised_clip
-    was_training = model.training
-    model.eval()
-    try:
-        sites = extract_attention_maps(model, clip)
-    finally:
-        model.train(was_training)
-    if not sites:
-        log.warning("the model has no attention modules: the picture shows the frames only")
-    return draw_attention_strip(clip_uint8, sites, frame_labels)
-
-
-# ---------------------------------------------------------------------------------------------
-# inputs and the command
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-MARS_NAME = re.compile(r"^(.+C\d+T\d+)F\d+")
-
-
-def tracklet_frames(folder: str) -> list[str]:
-    """Image files of a folder, sorted; a MARS identity folder holds several tracklets: the first is used."""
-    names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        raise FileNotFoundError(f"no frame images ({', '.join(IMAGE_EXTENSIONS)}) in {folder!r}")
-    keys = [m.group(1) if (m := MARS_NAME.match(n)) else None for n in names]
-    if None not in keys and len(set(keys)) > 1:
-        log.warning("%s holds %d MARS tracklets; showing %s", folder, len(set(keys)), keys[0])
-        names = [n for n, k in zip(names, keys) if k == keys[0]]
-    return [os.path.join(folder, n) for n in names]
-
-
-def clip_frame_indices(cfg, num_frames: int) -> np.ndarray:
-    """``DATA.SEQ_LEN`` frames picked as the config's test sampler picks one clip."""
-    from datasets.clip_sampling import dense_clip, tsn_segments
-    from datasets.frame_sampling import sample_evenly
-    d = cfg.DATA
-    if cfg.TASK == "action":
-        if d.TEST_SAMPLE == "dense":
-            return dense_clip(num_frames, d.SEQ_LEN, d.FRAME_STRIDE, train=False)
-        return tsn_segments(num_frames, d.SEQ_LEN, train=False)
-    return sample_evenly(num_frames, d.SEQ_LEN)
-
-
-def load_clip(cfg, path: str):
-    """A video file or a frame folder -> ``(frames uint8 (T,C,H,W) as the model sees them,
-    normalised clip (C,T,H,W), source frame indices)``, with the config's test transform."""
-    from datasets.action_transforms import build_action_transform
-    from datasets.tracklet_dataset import read_frames
-    from datasets.transforms import build_reid_transform
-    from datasets.video_reader import open_video
-    d = cfg.DATA
-    if os.path.isdir(path):
-        files = tracklet_frames(path)
-        idx = clip_frame_indices(cfg, len(files))
-        raw = read_frames([files[i] for i in idx])
-    else:
-        size = (tuple(d.DECODE_SIZE) or None) if cfg.TASK == "action" else None
-        with open_video(path, size=size) as video:
-            idx = clip_frame_indices(cfg, video.num_frames)
-            raw = video.read(idx)
-    if cfg.TASK == "action":
-        transform = build_action_transform(False, crop_size=d.CROP_SIZE, short_side=d.SHORT_SIDE, mean=d.MEAN, std=d.STD)
-    else:
-        transform = build_reid_transform(d.HEIGHT, d.WIDTH, False, mean=d.MEAN, std=d.STD)
-    clip = transform(raw)                                                    # (C, T, H, W)
-    mean, std = torch.tensor(d.MEAN)[:, None, None, None], torch.tensor(d.STD)[:, None, None, None]
-    shown = ((clip * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).transpose(0, 1).contiguous()
-    return shown, clip, idx
-
-
-def visualize_attention(config: str, checkpoint: str, input: str, out_png: str, overrides=()) -> str:
-    """Attention heatmaps of a trained model on one clip of ``input`` (video file or frame folder):
-    writes ``out_png`` and logs it to TensorBoard under ``OUTPUT_DIR/tb``; returns the PNG path."""
-    from .evaluate import load_trained
-    cfg, _, model, device = load_trained(config, checkpoint, overrides, task_needed=False)
-    shown, clip, idx = load_clip(cfg, input)
-    image = attention_strip(model, shown, clip.to(device), frame_labels=[f"#{i}" for i in idx])
-    os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
-    image.save(out_png)
-    from torch.utils.tensorboard import SummaryWriter
-    with SummaryWriter(os.path.join(cfg.OUTPUT_DIR, "tb")) as writer:
-        tag = os.path.basename(os.path.normpath(input))
-        writer.add_image(f"attention/{tag}", np.asarray(image), dataformats="HWC")
-    return out_png

@@ -9,9 +9,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from engine import attention_maps as am
+from engine import attention_drawing as am
 from engine.config import load_config
-from engine.attention_maps import attention_strip, extract_attention_maps, jet, visualize_attention
+from engine.attention_drawing import attention_strip, jet
+from engine.attention_maps import extract_attention_maps
+from engine.attention_visualize import visualize_attention
 from models.attention import build_attention
 from models.backbones import ResNet2D
 

@@ -41,7 +41,7 @@ def main(argv=None):
                                   args.num_queries, args.topk)
         print(f"wrote {out}")
     else:
-        from engine.attention_maps import visualize_attention
+        from engine.attention_visualize import visualize_attention
         print(f"wrote {visualize_attention(args.config, args.checkpoint, args.input, args.out, args.overrides)}")
 
 
