@@ -13,7 +13,7 @@ from engine import attention_drawing as am
 from engine.config import load_config
 from engine.attention_drawing import attention_strip, jet
 from engine.attention_maps import extract_attention_maps
-from engine.attention_visualize import visualize_attention
+from engine.attention_visualize import load_clip, visualize_attention
 from models.attention import build_attention
 from models.backbones import ResNet2D
 
@@ -256,7 +256,7 @@ def test_visualize_frame_folder_reid(tmp_path):
     th, tw = am.tile_size(32, 16)
     assert image.size == (am.LABEL_WIDTH + 4 * (tw + am.GAP), 3 * (th + am.GAP) + am.FOOTER)   # frames + 2 cbam
     assert len(_tb_events(tmp_path / "out" / "tb")) == 1
-    shown, _, idx = am.load_clip(load_config(config, overrides), str(folder))
+    shown, _, idx = load_clip(load_config(config, overrides), str(folder))
     assert list(idx) == [0, 2, 3, 5] and shown.shape == (4, 3, 32, 16)
 
 
