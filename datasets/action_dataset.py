@@ -9,15 +9,25 @@
 One item opens its video once and reads every frame of every view in one call (decord
 ``get_batch``, resized by the decoder when ``decode_size`` is set).
 
-Unreadable videos: an item whose video raises ``VideoReadError`` is logged (WARNING, once per
-path and process, with the reason) and REPLACED by the next readable sample in order, so every
-batch keeps its size and the epoch goes on; the returned ``index`` is that of the sample actually
-returned, and ``unreadable`` collects the skipped paths. For evaluation, drop broken files first
-with ``filter_readable`` so no video is counted twice.
+Unreadable videos: an item whose video raises ``VideoReadError`` is REPLACED by the next readable
+sample in order, so every batch keeps its size and the epoch goes on; the returned ``index`` is
+that of the sample actually returned, and ``unreadable`` collects the skipped paths. Videos shorter
+than a clip are not broken: the samplers repeat their frames. Each skip is logged (WARNING, with
+the reason) once per path: per process, or, with ``skip_log`` (a ``BrokenVideoLog``), once across
+all DataLoader workers and DDP ranks that share the log file, which also serves the end-of-run
+summary. When more than ``max_broken_share`` of the samples have proved unreadable the dataset
+raises ``TooManyBrokenVideos``. For evaluation, drop broken files first with ``filter_readable``
+so no video is counted twice.
+
+>>> log = BrokenVideoLog("outputs/run/broken_videos.tsv")
+>>> train = build_action_dataset(samples, train=True, skip_log=log, max_broken_share=0.1)
+>>> log.entries()                            # {path: reason} of every video skipped so far
 """
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from typing import Callable, Sequence
 
 import numpy as np
@@ -28,25 +38,83 @@ from .action_transforms import IMAGENET_MEAN, IMAGENET_STD, build_action_transfo
 from .clip_sampling import ClipSampler
 from .video_reader import VideoReadError, open_video
 
-__all__ = ["ActionClipDataset", "build_action_dataset", "filter_readable"]
+__all__ = ["ActionClipDataset", "BrokenVideoLog", "TooManyBrokenVideos", "build_action_dataset",
+           "filter_readable", "check_broken_share"]
 
 log = logging.getLogger(__name__)
+
+
+class TooManyBrokenVideos(RuntimeError):
+    """More than the allowed share of a dataset's videos cannot be read."""
+
+
+def check_broken_share(num_broken: int, num_total: int, max_share: float, what: str = "videos",
+                       where: str = "") -> None:
+    """Raise ``TooManyBrokenVideos`` when ``num_broken / num_total > max_share``."""
+    if num_total and num_broken / num_total > max_share:
+        raise TooManyBrokenVideos(
+            f"{num_broken} of {num_total} {what} ({100 * num_broken / num_total:.1f}%) are unreadable, more than "
+            f"the allowed share {max_share:g} (DATA.MAX_BROKEN_SHARE){'; list: ' + where if where else ''}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split("\t")).replace("\n", " ").replace("\r", " ")
+
+
+class BrokenVideoLog:
+    """A file of ``path<TAB>reason`` lines, one per unreadable video, shared by processes.
+
+    ``record`` appends under an exclusive ``flock`` (file opened with O_APPEND) after checking
+    that the path is not there yet, so a video is written, and reported, once however many
+    DataLoader workers or DDP ranks (on one file system) meet it. The file is kept across runs in
+    the same folder (a resumed run knows its broken files); delete it to start afresh.
+    """
+
+    def __init__(self, path: str):
+        self.path = os.fspath(path)
+
+    def record(self, path: str, reason: str) -> bool:
+        """Add ``path``; True when it is new (the caller then reports it), False when known."""
+        path, reason = _one_line(path), _one_line(reason)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, "a+", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            if any(line.split("\t", 1)[0] == path for line in f.read().splitlines()):
+                return False
+            f.write(f"{path}\t{reason}\n")
+            f.flush()
+        return True
+
+    def entries(self) -> dict[str, str]:
+        """{path: reason} in the order first met (empty when nothing was recorded)."""
+        if not os.path.isfile(self.path):
+            return {}
+        with open(self.path, encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_SH)
+            lines = f.read().splitlines()
+        pairs = (line.split("\t", 1) for line in lines if line)
+        return {p[0]: (p[1] if len(p) > 1 else "") for p in pairs}
 
 
 class ActionClipDataset(Dataset):
     """``samples`` [(path, label)]; ``sampler(num_frames, rng)`` -> (T,) or (V, T) frame indices;
     ``transform`` maps uint8 ``(V, T, C, H, W)`` to float ``(V, [crops,] C, T, H, W)``
     (``build_action_transform``); None keeps uint8 frames in ``(C, T, H, W)`` layout.
+    ``skip_log``: a ``BrokenVideoLog`` shared across processes (None: per-process reports only);
+    ``max_broken_share``: the share of unreadable samples that stops the run (1.0: never).
     """
 
     def __init__(self, samples: Sequence[tuple[str, int]], sampler: Callable, transform: Callable | None = None,
-                 decode_size=None, backend: str = "auto", max_skips: int = 16):
+                 decode_size=None, backend: str = "auto", skip_log: BrokenVideoLog | None = None,
+                 max_broken_share: float = 1.0):
         if not samples:
             raise ValueError("ActionClipDataset needs at least one sample")
         self.samples = [(str(path), int(label)) for path, label in samples]
         self.labels = [label for _, label in self.samples]
         self.sampler, self.transform = sampler, transform
-        self.decode_size, self.backend, self.max_skips = decode_size, backend, max_skips
+        self.decode_size, self.backend = decode_size, backend
+        self.skip_log, self.max_broken_share = skip_log, max_broken_share
         self.unreadable: set[str] = set()
 
     def __len__(self) -> int:
@@ -67,30 +135,49 @@ class ActionClipDataset(Dataset):
                 clips = clips.flatten(0, 1)
         return clips[0] if clips.shape[0] == 1 else clips
 
+    def broken_paths(self) -> set[str]:
+        """The samples' paths known to be unreadable here and in the shared log."""
+        known = set(self.unreadable)
+        if self.skip_log is not None:
+            known |= set(self.skip_log.entries()) & {path for path, _ in self.samples}
+        return known
+
+    def _skip(self, index: int, err: VideoReadError) -> None:
+        path = self.samples[index][0]
+        self.unreadable.add(path)
+        new = self.skip_log.record(path, err.reason) if self.skip_log is not None else True
+        if new:
+            log.warning("skipping unreadable video (sample %d replaced by the next one): %s", index, err)
+        num_paths = len({p for p, _ in self.samples})
+        where = self.skip_log.path if self.skip_log is not None else ""
+        check_broken_share(len(self.broken_paths()), num_paths, self.max_broken_share, "videos", where)
+
     def __getitem__(self, index: int):
-        for attempt in range(min(self.max_skips, len(self.samples))):
-            current = (index + attempt) % len(self.samples)
+        for step in range(len(self.samples)):
+            current = (index + step) % len(self.samples)
             path, label = self.samples[current]
             if path in self.unreadable:
                 continue
             try:
                 return self._load(current), label, current
             except VideoReadError as err:
-                self.unreadable.add(path)
-                log.warning("skipping unreadable video (sample %d replaced by the next one): %s", current, err)
-        raise RuntimeError(f"{self.max_skips} videos in a row from sample {index} are unreadable; "
-                           f"first ones: {sorted(self.unreadable)[:3]}")
+                self._skip(current, err)
+        raise RuntimeError(f"no readable video left: all {len(self.unreadable)} distinct videos are unreadable, "
+                           f"e.g. {sorted(self.unreadable)[:3]}")
 
 
-def filter_readable(samples: Sequence[tuple[str, int]], backend: str = "auto"):
-    """Split samples into (readable, unreadable) by opening each video (headers only); logs each bad one."""
+def filter_readable(samples: Sequence[tuple[str, int]], backend: str = "auto",
+                    skip_log: BrokenVideoLog | None = None):
+    """Split samples into (readable, unreadable) by opening each video (headers only); logs each bad
+    one (once across processes when ``skip_log`` is given, which also records it)."""
     good, bad = [], []
     for sample in samples:
         try:
             with open_video(sample[0], backend=backend):
                 good.append(sample)
         except VideoReadError as err:
-            log.warning("excluding unreadable video: %s", err)
+            if skip_log is None or skip_log.record(sample[0], err.reason):
+                log.warning("excluding unreadable video: %s", err)
             bad.append(sample)
     return good, bad
 
@@ -98,9 +185,11 @@ def filter_readable(samples: Sequence[tuple[str, int]], backend: str = "auto"):
 def build_action_dataset(samples, train: bool, mode: str = "tsn", clip_len: int = 8, stride: int = 1,
                          num_clips: int = 1, num_crops: int = 1, crop_size: int = 224, short_side: int = 256,
                          train_crop: str = "multiscale", decode_size=None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                         backend: str = "auto") -> ActionClipDataset:
+                         backend: str = "auto", skip_log: BrokenVideoLog | None = None,
+                         max_broken_share: float = 1.0) -> ActionClipDataset:
     """Sampler + transform that agree with each other: ``mode`` tsn | dense; test views = clips x crops."""
     sampler = ClipSampler(mode, clip_len, stride, train, num_clips)
     transform = build_action_transform(train, crop_size=crop_size, short_side=short_side, mode=train_crop,
                                        num_crops=1 if train else num_crops, mean=mean, std=std)
-    return ActionClipDataset(samples, sampler, transform, decode_size=decode_size, backend=backend)
+    return ActionClipDataset(samples, sampler, transform, decode_size=decode_size, backend=backend,
+                             skip_log=skip_log, max_broken_share=max_broken_share)

@@ -1,13 +1,28 @@
-"""Action recognition task: UCF101 / HMDB51 / a video folder, clip datasets, multi-view testing."""
+"""Action recognition task: UCF101 / HMDB51 / a video folder, clip datasets, multi-view testing.
+
+Broken videos: every process (DataLoader workers, DDP ranks) records the videos it cannot read in
+``OUTPUT_DIR/broken_videos.tsv`` (``path<TAB>reason``, one line per video, written once under a
+file lock), so each is reported once. Training replaces a broken video by the next readable one;
+the test set drops unreadable files up front (headers opened on the main rank only) and, should a
+file fail later while decoding, counts it once and not its stand-in. More than
+``DATA.MAX_BROKEN_SHARE`` broken training or test videos stops the run with
+``TooManyBrokenVideos``. The printed metrics give the counts; ``finish()`` logs the list.
+"""
 from __future__ import annotations
 
+import logging
 import os
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from .action_metrics import evaluate_action
+
+log = logging.getLogger("vidattn")
+
+BROKEN_LOG = "broken_videos.tsv"
 
 
 def action_index(dataset: str, root: str, split: int, subset: str):
@@ -23,59 +38,107 @@ def action_index(dataset: str, root: str, split: int, subset: str):
     raise ValueError(f"action DATA.DATASET must be ucf101, hmdb51 or video_folder, got {dataset!r}")
 
 
-def action_dataset(cfg, samples, train: bool):
+def action_dataset(cfg, samples, train: bool, skip_log=None):
     from datasets.action_dataset import build_action_dataset
     d = cfg.DATA
     return build_action_dataset(
         samples, train, mode=d.TRAIN_SAMPLE if train else d.TEST_SAMPLE, clip_len=d.SEQ_LEN,
         stride=d.FRAME_STRIDE, num_clips=1 if train else cfg.TEST.NUM_CLIPS,
         num_crops=1 if train else cfg.TEST.NUM_CROPS, crop_size=d.CROP_SIZE, short_side=d.SHORT_SIDE,
-        train_crop=d.TRAIN_CROP, decode_size=tuple(d.DECODE_SIZE) or None, mean=d.MEAN, std=d.STD)
+        train_crop=d.TRAIN_CROP, decode_size=tuple(d.DECODE_SIZE) or None, mean=d.MEAN, std=d.STD,
+        skip_log=skip_log, max_broken_share=d.MAX_BROKEN_SHARE)
 
 
 class ActionTask:
     key_metric = "top1"
 
     def __init__(self, cfg, rank: int = 0, world: int = 1):
-        from datasets.action_dataset import filter_readable
+        from datasets.action_dataset import BrokenVideoLog, check_broken_share, filter_readable
         self.cfg = cfg
         d = cfg.DATA
+        self.broken_log = BrokenVideoLog(os.path.join(cfg.OUTPUT_DIR, BROKEN_LOG))
         train_index = action_index(d.DATASET, d.ROOT, d.SPLIT, "train")
         test_index = action_index(d.DATASET, d.ROOT, d.SPLIT, "test")
         self.classes = list(train_index.classes)
         self.num_classes = len(self.classes)
-        train_set = action_dataset(cfg, train_index.samples, True)
-        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.SEED,
+        self.train_set = action_dataset(cfg, train_index.samples, True, self.broken_log)
+        sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.SEED,
                                      drop_last=True)
-        self.train_loader = DataLoader(train_set, batch_size=d.BATCH_SIZE, sampler=sampler, drop_last=True,
+        self.train_loader = DataLoader(self.train_set, batch_size=d.BATCH_SIZE, sampler=sampler, drop_last=True,
                                        num_workers=d.NUM_WORKERS, pin_memory=torch.cuda.is_available())
-        readable, self.unreadable = filter_readable(test_index.samples)  # excluded and reported once
-        self.test_loader = DataLoader(action_dataset(cfg, readable, False), batch_size=d.BATCH_SIZE,
-                                      num_workers=d.NUM_WORKERS)
+        self.test_paths = {path for path, _ in test_index.samples}
+        self.unreadable, self.test_loader = [], None
+        if rank == 0:  # only the main rank evaluates
+            readable, self.unreadable = filter_readable(test_index.samples, skip_log=self.broken_log)
+            check_broken_share(len(self.unreadable), len(test_index.samples), d.MAX_BROKEN_SHARE, "test videos",
+                               self.broken_log.path)
+            self.test_loader = DataLoader(action_dataset(cfg, readable, False, self.broken_log),
+                                          batch_size=d.BATCH_SIZE, num_workers=d.NUM_WORKERS)
         self.last_details = None
 
     def set_epoch(self, epoch: int) -> None:
+        """Before an epoch: the workers about to start skip the videos already known to be broken."""
         self.train_loader.sampler.set_epoch(epoch)
+        self.train_set.unreadable |= self.train_set.broken_paths()
+        self._check_train_share()
+
+    def _check_train_share(self) -> None:
+        from datasets.action_dataset import check_broken_share
+        paths = {path for path, _ in self.train_set.samples}
+        check_broken_share(len(self.train_set.broken_paths()), len(paths), self.cfg.DATA.MAX_BROKEN_SHARE,
+                           "training videos", self.broken_log.path)
 
     @torch.no_grad()
     def evaluate(self, model, device, amp_dtype=None) -> dict:
         model.eval()
-        scores, labels = [], []
-        for clips, label, _ in tqdm(self.test_loader, desc="test", leave=False, dynamic_ncols=True):
+        scores, labels, indices = [], [], []
+        for clips, label, index in tqdm(self.test_loader, desc="test", leave=False, dynamic_ncols=True):
             views = clips.shape[1] if clips.ndim == 6 else 1
             x = clips.flatten(0, 1) if clips.ndim == 6 else clips
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(x.to(device, non_blocking=True)).float().cpu()
             scores.append(logits.softmax(-1).view(len(label), views, -1))
             labels.append(label)
-        scores, labels = torch.cat(scores), torch.cat(labels)
+            indices.append(index)
+        # a video that fails while decoding is replaced by the next one: count every video once
+        _, first = np.unique(torch.cat(indices).numpy(), return_index=True)
+        scores, labels = torch.cat(scores)[first], torch.cat(labels)[first]
         metrics = evaluate_action(scores.numpy(), labels.numpy())
-        metrics.update(num_videos=len(labels), num_views=int(scores.shape[1]), unreadable=len(self.unreadable))
+        num_test = len(self.test_loader.dataset)
+        metrics.update(num_videos=len(labels), num_views=int(scores.shape[1]),
+                       unreadable=len(self.unreadable) + num_test - len(labels),
+                       skipped_train=len(self.train_set.broken_paths()))
         self.last_details = {"scores": scores.numpy(), "labels": labels.numpy()}
         return metrics
+
+    def broken_summary(self) -> str:
+        """The broken videos met so far, one line each (split, path, reason); "" when none."""
+        entries = self.broken_log.entries()
+        train = {p for p, _ in self.train_set.samples}
+        rows = sorted(("train" if p in train else "test", p, r) for p, r in entries.items()
+                      if p in train or p in self.test_paths)
+        rows.sort(key=lambda row: row[0] != "train")
+        if not rows:
+            return ""
+        n_train = sum(split == "train" for split, _, _ in rows)
+        head = (f"unreadable videos: {n_train} of {len(train)} training videos skipped, {len(rows) - n_train} of "
+                f"{len(self.test_paths)} test videos excluded (list: {self.broken_log.path})")
+        return "\n".join([head] + [f"  {split:<5}  {path}  {reason}" for split, path, reason in rows])
+
+    def finish(self) -> str:
+        """At the end of training: log the summary of broken videos and check their share."""
+        summary = self.broken_summary()
+        if summary:
+            log.warning(summary)
+        self._check_train_share()
+        return summary
 
     @staticmethod
     def format(metrics: dict, name: str = "result") -> str:
         head = f"{'model':<14} {'top1':>6} {'top5':>6} {'mean cls':>8}"
-        return "\n".join([head, "-" * len(head), f"{name:<14} {100 * metrics['top1']:6.1f} "
-                          f"{100 * metrics['top5']:6.1f} {100 * metrics['mean_class_acc']:8.1f}"])
+        lines = [head, "-" * len(head), f"{name:<14} {100 * metrics['top1']:6.1f} "
+                 f"{100 * metrics['top5']:6.1f} {100 * metrics['mean_class_acc']:8.1f}"]
+        if metrics.get("unreadable") or metrics.get("skipped_train"):
+            lines.append(f"unreadable videos: {metrics.get('unreadable', 0)} test videos excluded, "
+                         f"{metrics.get('skipped_train', 0)} training videos skipped (see {BROKEN_LOG})")
+        return "\n".join(lines)

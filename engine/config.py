@@ -148,6 +148,7 @@ _C.DATA.SHORT_SIDE = 256             # action: test-time short side before cropp
 _C.DATA.TRAIN_CROP = "multiscale"    # action: multiscale (TSN) or random_resized
 _C.DATA.DECODE_SIZE = []             # action: [H, W] resize inside the decoder ([] = native)
 _C.DATA.NUM_WORKERS = 2
+_C.DATA.MAX_BROKEN_SHARE = 0.1       # action: stop when more than this share of the videos is unreadable
 _C.DATA.NUM_IDS = 8                  # P identities per batch
 _C.DATA.NUM_INSTANCES = 4            # K tracklets per identity
 _C.DATA.BATCH_SIZE = 16              # action training batch

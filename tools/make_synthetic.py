@@ -3,6 +3,8 @@
     python tools/make_synthetic.py mars OUT [--train-ids 40 --test-ids 40 --seed 0]
     python tools/make_synthetic.py ucf101 OUT
     python tools/make_synthetic.py hmdb51 OUT
+    python tools/make_synthetic.py damaged OUT     # video folder with 88 damaged files beside good ones
+                                                   # (train with DATA.DATASET video_folder DATA.ROOT OUT)
 """
 import argparse
 import time
@@ -10,11 +12,12 @@ import time
 import _bootstrap  # noqa: F401
 
 from datasets import synthetic
+from datasets.damaged_videos import write_damaged_videos
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", choices=["mars", "ucf101", "hmdb51"])
+    p.add_argument("dataset", choices=["mars", "ucf101", "hmdb51", "damaged"])
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-ids", type=int, default=40, help="MARS: training identities")
@@ -25,6 +28,8 @@ def main(argv=None):
     if args.dataset == "mars":
         counts = synthetic.write_synthetic_mars(args.out, num_train_ids=args.train_ids, num_test_ids=args.test_ids,
                                                 num_cameras=args.cameras, seed=args.seed)
+    elif args.dataset == "damaged":
+        counts = write_damaged_videos(args.out, seed=args.seed)
     else:
         writer = getattr(synthetic, f"write_synthetic_{args.dataset}")
         counts = writer(args.out, seed=args.seed)
