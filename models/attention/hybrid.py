@@ -123,7 +123,11 @@ class ChannelSE(SqueezeExcitation):
 
 @register_attention("sse", family="hybrid", kind="block")
 class SpatialSE(nn.Module):
-    """sSE of Roy et al.: ``y = x * sigmoid(conv1x1_{C->1}(x))`` (see :class:`SCSE`)."""
+    """sSE of Roy et al.: ``y = x * sigmoid(conv1x1_{C->1}(x))`` (see :class:`SCSE`).
+
+    The one-output 1x1 conv runs as a batched mat-vec (same weights and value): CPU convolution
+    kernels are slow for a single output channel.
+    """
 
     placement = "post"
 
@@ -132,7 +136,9 @@ class SpatialSE(nn.Module):
         self.conv = nn.Conv2d(channels, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.conv(x))
+        b, c, h, w = x.shape
+        q = torch.matmul(self.conv.weight.view(1, 1, c), x.reshape(b, c, h * w)) + self.conv.bias.view(1, 1, 1)
+        return x * torch.sigmoid(q.view(b, 1, h, w)).to(x.dtype)
 
 
 @register_attention("scse", family="hybrid", kind="block")
