@@ -95,11 +95,11 @@ def _bam(site, x, y):
 
 
 def _sse(site, x, y):
-    return torch.sigmoid(site.taken("conv"))[:, 0], "sSE gate", True, None
+    return site.module.gate(x)[:, 0].float(), "sSE gate", True, None
 
 
 def _scse(site, x, y):
-    return torch.sigmoid(site.taken("sse.conv"))[:, 0], "sSE gate", True, None
+    return site.module.sse.gate(x)[:, 0].float(), "sSE gate", True, None
 
 
 def _triplet(site, x, y):
@@ -179,7 +179,7 @@ def _gltr(site, x, y):
 
 
 EXTRACTORS = {"cbam": (("spatial",), _cbam), "bam": (("channel_bn", "spatial"), _bam),
-              "sse": (("conv",), _sse), "scse": (("sse.conv",), _scse),
+              "sse": ((), _sse), "scse": ((), _scse),
               "triplet": (("cw", "hc", "hw"), _triplet), "nonlocal": ((), _nonlocal),
               "cc": (("query", "key"), _criss_cross), "mhsa": (("qkv",), _mhsa),
               "sta": ((), _sta), "rstan": ((), _rstan), "gltr": (("theta", "phi"), _gltr),

@@ -135,10 +135,14 @@ class SpatialSE(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, 1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The spatial gate ``(B, 1, H, W)``."""
         b, c, h, w = x.shape
         q = torch.matmul(self.conv.weight.view(1, 1, c), x.reshape(b, c, h * w)) + self.conv.bias.view(1, 1, 1)
-        return x * torch.sigmoid(q.view(b, 1, h, w)).to(x.dtype)
+        return torch.sigmoid(q.view(b, 1, h, w)).to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
 
 
 @register_attention("scse", family="hybrid", kind="block")
