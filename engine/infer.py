@@ -69,13 +69,14 @@ class _ClipRunner:
                                                     mean=d.MEAN, std=d.STD)
             self.names = _class_names(checkpoint, model.head.fc.out_features)
 
-    def decode_size(self, height: int, width: int):
+    def decode_size(self, path: str):
         """Frames come out of the decoder at the size the transform wants (no full-size frames)."""
         d = self.cfg.DATA
         if self.reid:
             return int(d.HEIGHT), int(d.WIDTH)
         if d.DECODE_SIZE:
             return tuple(int(s) for s in d.DECODE_SIZE)
+        height, width = _native_size(path)
         scale = d.SHORT_SIDE / min(height, width)
         return max(1, round(height * scale)), max(1, round(width * scale))
 
@@ -91,6 +92,20 @@ class _ClipRunner:
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.model(clips.contiguous().to(self.device)).float().cpu()
         return out if self.reid else out.softmax(-1)
+
+
+def _native_size(path: str) -> tuple[int, int]:
+    """(H, W) from the stream header (PyAV), else from the first frame decoded."""
+    from datasets.video_reader import open_video
+    try:
+        with open_video(path, backend="pyav") as probe:
+            height, width = probe.frame_size()
+        if min(height, width) > 0:
+            return height, width
+    except Exception:  # noqa: BLE001 - a damaged header (PyAV may even lack the codec context): decode instead
+        pass
+    with open_video(path) as video:  # read() raises VideoReadError only, whatever goes wrong inside
+        return tuple(video.read([0]).shape[-2:])
 
 
 def _read_windows(video, indices: np.ndarray) -> torch.Tensor:
@@ -127,9 +142,7 @@ def _infer_one(runner: _ClipRunner, path: str, clip_len: int, frame_stride: int,
                num_windows: int, batch: int, topk: int) -> dict:
     from datasets.clip_sampling import uniform_clips, window_seconds
     from datasets.video_reader import open_video
-    with open_video(path) as probe:
-        size = runner.decode_size(*probe.frame_size())
-    with open_video(path, size=size) as video:
+    with open_video(path, size=runner.decode_size(path)) as video:
         n, fps = video.num_frames, video.fps
         windows = (uniform_clips(n, clip_len, frame_stride, num_windows) if num_windows > 0
                    else sliding_windows(n, clip_len, frame_stride, window_stride))
