@@ -66,6 +66,10 @@ class ActionTask:
                                      drop_last=True)
         self.train_loader = DataLoader(self.train_set, batch_size=d.BATCH_SIZE, sampler=sampler, drop_last=True,
                                        num_workers=d.NUM_WORKERS, pin_memory=torch.cuda.is_available())
+        known = self.train_set.broken_paths()
+        if known and rank == 0:
+            log.info(f"{len(known)} training videos listed in {self.broken_log.path} (an earlier run) are skipped; "
+                     "delete that file to try them again")
         self.test_paths = {path for path, _ in test_index.samples}
         self.unreadable, self.test_loader = [], None
         if rank == 0:  # only the main rank evaluates

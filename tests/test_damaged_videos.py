@@ -16,6 +16,7 @@ from datasets.clip_sampling import ClipSampler
 from datasets.damaged_videos import KINDS, read_manifest, write_damaged_videos
 from datasets.video_folder import VideoFolder
 from datasets.video_reader import read_clip, video_info
+from engine.action_task import ActionTask
 from engine.config import load_config
 from engine.evaluate import run_test
 from engine.infer import infer_videos
@@ -122,6 +123,10 @@ def test_train_test_infer_over_the_damaged_set(damaged, tmp_path):
     summary = trainer.task.finish()
     assert all(summary.count(p + "  ") == 1 for p in paths)
     assert summary.startswith(f"unreadable videos: {n_train} of 52 training videos skipped")
+
+    again = ActionTask(load_config(CFG, overrides(root, out)))        # a later run in the same folder
+    again.set_epoch(1)                                                # skips what the log lists, unopened
+    assert again.train_set.unreadable == {p for p in paths if "/train/" in p}
 
     ckpt = str(out / "checkpoints" / "last.pth")
     tested = run_test(CFG, ckpt, overrides(root, tmp_path / "test"))

@@ -3,8 +3,12 @@
     python tools/make_synthetic.py mars OUT [--train-ids 40 --test-ids 40 --seed 0]
     python tools/make_synthetic.py ucf101 OUT
     python tools/make_synthetic.py hmdb51 OUT
-    python tools/make_synthetic.py damaged OUT     # video folder with 88 damaged files beside good ones
-                                                   # (train with DATA.DATASET video_folder DATA.ROOT OUT)
+    python tools/make_synthetic.py damaged OUT
+
+``damaged`` writes a video folder (OUT/train/<class>/, OUT/val/<class>/) with 88 damaged files beside
+good ones and OUT/manifest.csv naming each file's kind. Over half of them are broken, so train on it
+with ``DATA.DATASET video_folder DATA.ROOT OUT DATA.MAX_BROKEN_SHARE 0.9`` (the default 0.1 stops
+the run, as it should).
 """
 import argparse
 import time
