@@ -95,7 +95,8 @@ def test_each_broken_file_is_logged_once_across_processes(damaged, tmp_path, cap
 
 def test_too_many_broken_files_stop_with_a_clear_message(damaged, tmp_path):
     root, _, _ = damaged
-    with pytest.raises(TooManyBrokenVideos, match=r"of 52 test videos .* the allowed share 0\.1 \(DATA\.MAX_BROKEN_SHARE\)"):
+    message = r"of 52 test videos .* the allowed share 0\.1 \(DATA\.MAX_BROKEN_SHARE\)"
+    with pytest.raises(TooManyBrokenVideos, match=message):
         Trainer(load_config(CFG, overrides(root, tmp_path / "strict", share="0.1")))
     samples = VideoFolder(os.path.join(root, "train")).samples
     data = ActionClipDataset(samples, ClipSampler("tsn", 2), skip_log=BrokenVideoLog(str(tmp_path / "b.tsv")),
