@@ -3,8 +3,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DATA ?= data/synthetic_mars
+ACTION_DATA ?= data/synthetic_ucf101
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo demo-action test bench clean
 
 venv: $(STAMP)
 
@@ -16,6 +17,9 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: venv
 	$(BIN)/python tools/demo.py --data $(DEMO_DATA) --out outputs/demo
+
+demo-action: venv
+	$(BIN)/python tools/demo_action.py --data $(ACTION_DATA) --out outputs/demo_action
 
 test: venv
 	$(BIN)/python -m pytest tests

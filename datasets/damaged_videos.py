@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from .synthetic_action import _write_avi, class_names, render_clip
+from .synthetic_action import write_avi, class_names, render_clip
 
 __all__ = ["write_damaged_videos", "read_manifest", "KINDS"]
 
@@ -66,11 +66,11 @@ def _damage(path: str, kind: str, ext: str, clip: np.ndarray, rng: np.random.Gen
         with open(path, "w") as f:
             f.write("This is not a video. It is a text file with a video extension.\n" * 20)
     elif kind == "one_frame":
-        _write_avi(path, clip[:1])
+        write_avi(path, clip[:1])
     elif kind == "short":
-        _write_avi(path, clip[:SHORT_FRAMES])
+        write_avi(path, clip[:SHORT_FRAMES])
     else:
-        _write_avi(path, clip)
+        write_avi(path, clip)
         data = bytearray(open(path, "rb").read())
         if kind.startswith("truncated"):
             data = data[:int(len(data) * int(kind.split("_")[1]) / 100)]
@@ -97,7 +97,7 @@ def write_damaged_videos(root: str, num_classes: int = 2, good_per_class: int = 
             for i in range(good_per_class):
                 ext = CONTAINERS[i % len(CONTAINERS)]
                 path = os.path.join(folder, f"good_{i:02d}{ext}")
-                _write_avi(path, render_clip(label, num_classes, rng, num_frames, size))
+                write_avi(path, render_clip(label, num_classes, rng, num_frames, size))
                 rows.append((path, split, "good", "readable"))
             clip = render_clip(label, num_classes, rng, num_frames, size)
             for kind, extensions in KINDS.items():

@@ -27,7 +27,7 @@ import os
 import av
 import numpy as np
 
-__all__ = ["write_synthetic_ucf101", "write_synthetic_hmdb51", "render_clip", "class_names"]
+__all__ = ["write_synthetic_ucf101", "write_synthetic_hmdb51", "render_clip", "class_names", "write_avi"]
 
 COLOURS = {"Red": (230, 40, 40), "Green": (40, 210, 60), "Blue": (50, 80, 235), "Yellow": (235, 220, 40),
            "Magenta": (220, 50, 220)}
@@ -128,7 +128,7 @@ def render_clip(label: int, num_classes: int, rng: np.random.Generator, num_fram
     return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
 
 
-def _write_avi(path: str, frames: np.ndarray, fps: int = 25, codec: str = "mpeg4") -> None:
+def write_avi(path: str, frames: np.ndarray, fps: int = 25, codec: str = "mpeg4") -> None:
     """Encode (T, H, W, 3) uint8 RGB frames with PyAV (mpeg4 key frame every 8 frames, or mjpeg)."""
     with av.open(path, "w") as container:
         stream = container.add_stream(codec, rate=fps)
@@ -172,7 +172,7 @@ def write_synthetic_ucf101(root: str, num_classes: int = 6, videos_per_class: in
             group, clip = i % num_groups + 1, i // num_groups + 1
             rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
             frames = render_clip(label, num_classes, rng, num_frames, size, content, backgrounds[group - 1])
-            _write_avi(os.path.join(video_dir, rel), frames, fps, codec)
+            write_avi(os.path.join(video_dir, rel), frames, fps, codec)
             entries.append((rel, label, group))
     with open(os.path.join(list_dir, "classInd.txt"), "w", newline="\r\n") as f:
         f.writelines(f"{label + 1} {name}\n" for label, name in enumerate(names))
@@ -214,7 +214,7 @@ def write_synthetic_hmdb51(root: str, num_classes: int = 6, videos_per_class: in
         files = [f"Synthetic_{i:03d}_{name}_u_cm_np1_fr_med_{i % 3}.avi" for i in range(videos_per_class)]
         for file in files:
             frames = render_clip(label, num_classes, rng, num_frames, size, content)
-            _write_avi(os.path.join(root, "videos", name, file), frames, fps, codec)
+            write_avi(os.path.join(root, "videos", name, file), frames, fps, codec)
         for split in (1, 2, 3):
             split_tags = rng.permutation(tags)
             with open(os.path.join(split_dir, f"{name}_test_split{split}.txt"), "w") as f:

@@ -112,7 +112,10 @@ class DecordVideo(_Video):
     def frame_size(self) -> tuple[int, int]:
         """(H, W) of the frames ``read`` returns (the native size decodes frame 0 once)."""
         if self._frame_size is None:
-            self._frame_size = tuple(self._reader[0].shape[:2])
+            try:
+                self._frame_size = tuple(self._reader[0].shape[:2])
+            except Exception as err:  # a damaged first frame: decord's own error type
+                raise VideoReadError(self.path, f"decord: {_short_reason(err)}") from err
         return self._frame_size
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
@@ -167,7 +170,12 @@ class PyAVVideo(_Video):
         return count
 
     def frame_size(self) -> tuple[int, int]:
-        return self.size or (self._stream.codec_context.height, self._stream.codec_context.width)
+        if self.size:
+            return self.size
+        context = self._stream.codec_context
+        if context is None:  # PyAV gives some broken streams no codec context
+            raise VideoReadError(self.path, "PyAV: the video stream has no codec context")
+        return context.height, context.width
 
     def _to_array(self, frame) -> np.ndarray:
         if self.size is None:

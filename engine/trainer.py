@@ -164,6 +164,8 @@ class Trainer:
                                     self.scheduler, epoch + 1, cfg, {"best": self.best, "metrics": metrics,
                                                                      "classes": getattr(self.task, "classes", None)})
             du.barrier()
+        if du.is_main() and hasattr(self.task, "finish"):
+            self.task.finish()                    # e.g. the summary of skipped broken videos
         if du.is_main() and metrics:
             write_metrics(cfg.OUTPUT_DIR, metrics)
         if self.writer is not None:
