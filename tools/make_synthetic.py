@@ -1,8 +1,8 @@
 """Write a synthetic dataset in an official layout.
 
     python tools/make_synthetic.py mars OUT [--train-ids 40 --test-ids 40 --seed 0]
-    python tools/make_synthetic.py ucf101 OUT
-    python tools/make_synthetic.py hmdb51 OUT
+    python tools/make_synthetic.py ucf101 OUT [--size 240x320 --classes 6 --videos-per-class 10 --frames 24]
+    python tools/make_synthetic.py hmdb51 OUT [--content motion]
     python tools/make_synthetic.py damaged OUT
 
 ``damaged`` writes a video folder (OUT/train/<class>/, OUT/val/<class>/) with 88 damaged files beside
@@ -27,6 +27,13 @@ def main(argv=None):
     p.add_argument("--train-ids", type=int, default=40, help="MARS: training identities")
     p.add_argument("--test-ids", type=int, default=40, help="MARS: test identities")
     p.add_argument("--cameras", type=int, default=4, help="MARS: cameras")
+    p.add_argument("--size", default="240x320", help="UCF101/HMDB51: frame HxW (the official 320x240 by default; "
+                   "make demo-action writes 64x64 for speed)")
+    p.add_argument("--classes", type=int, default=6, help="UCF101/HMDB51: classes")
+    p.add_argument("--videos-per-class", type=int, default=10, help="UCF101/HMDB51: videos per class")
+    p.add_argument("--frames", type=int, default=24, help="UCF101/HMDB51: frames per video (25 fps)")
+    p.add_argument("--content", choices=["order", "motion"], default="order",
+                   help="UCF101/HMDB51: classes differ in the order of coloured flashes or in motion direction")
     args = p.parse_args(argv)
     t = time.perf_counter()
     if args.dataset == "mars":
@@ -36,7 +43,12 @@ def main(argv=None):
         counts = write_damaged_videos(args.out, seed=args.seed)
     else:
         writer = getattr(synthetic, f"write_synthetic_{args.dataset}")
-        counts = writer(args.out, seed=args.seed)
+        try:
+            size = tuple(int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            p.error(f"--size must be HxW such as 240x320, got {args.size!r}")
+        counts = writer(args.out, num_classes=args.classes, videos_per_class=args.videos_per_class,
+                        num_frames=args.frames, size=size, content=args.content, seed=args.seed)
     print(f"wrote synthetic {args.dataset} to {args.out} in {time.perf_counter() - t:.1f}s: {counts}")
 
 
