@@ -132,8 +132,9 @@ class SRM(nn.Module):
         nn.init.zeros_(self.cfc.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.flatten(2)
-        style = torch.stack((spatial_mean(x), flat.std(2)), dim=2)  # (B, C, 2)
+        mean = spatial_mean(x, keepdim=True)
+        std = ((x - mean).pow(2).sum((2, 3)) / (x.shape[2] * x.shape[3] - 1)).sqrt()  # unbiased, as torch.std
+        style = torch.stack((mean[:, :, 0, 0], std), dim=2)      # (B, C, 2)
         z = self.bn(self.cfc(style))                             # (B, C, 1)
         return x * torch.sigmoid(z).unsqueeze(3)
 
