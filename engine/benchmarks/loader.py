@@ -230,39 +230,98 @@ def decord_bridge(name: str) -> None:
     decord.bridge.set_bridge("torch" if name.startswith("pytorchvideo") else "native")
 
 
-def clips_per_second(dataset, workers: int, repeats: int) -> float:
-    """Median clips/s over ``repeats`` epochs; with workers, one warm-up epoch starts them first."""
-    loader = DataLoader(dataset, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0)
-    if workers == 0:  # imports and first-call costs
-        next(iter(loader))
-    times, count = [], 0
-    for epoch in range(repeats + (workers > 0)):
-        t, count = time.perf_counter(), 0
-        for batch in loader:
-            count += len(batch["label"] if isinstance(batch, dict) else batch[-1] if isinstance(batch, list) else batch)
-        times.append(time.perf_counter() - t)
-    del loader
-    if count == 0:
-        raise RuntimeError(f"{type(dataset).__name__} yielded no clip")
-    return count / statistics.median(times[-repeats:])
+def _count(batch) -> int:
+    return len(batch["label"] if isinstance(batch, dict) else batch[-1] if isinstance(batch, list) else batch)
+
+
+def clips_per_second(datasets: dict, workers: int, repeats: dict) -> dict:
+    """{name: dataset} -> {name: median clips/s}. Each loader is warmed up (with workers: one epoch,
+    which also starts them; else one batch), then the loaders take turns epoch by epoch, ``repeats[name]``
+    epochs each, so that a busy machine slows them alike."""
+    loaders, times, counts = {}, {name: [] for name in datasets}, {}
+    for name, dataset in datasets.items():
+        decord_bridge(name)  # forked workers keep the bridge they start with
+        loaders[name] = DataLoader(dataset, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0)
+        if workers:
+            sum(_count(batch) for batch in loaders[name])
+        else:
+            next(iter(loaders[name]))
+    for epoch in range(max(repeats.values())):
+        for name, loader in loaders.items():
+            if epoch >= repeats[name]:
+                continue
+            decord_bridge(name)
+            t = time.perf_counter()
+            counts[name] = sum(_count(batch) for batch in loader)
+            times[name].append(time.perf_counter() - t)
+    del loaders
+    for name, count in counts.items():
+        if count == 0:
+            raise RuntimeError(f"{name} yielded no clip")
+    return {name: counts[name] / statistics.median(times[name]) for name in datasets}
 
 
 def action_rows(files, specs, workers, repeats, loaders, rows, summary, files_name):
     for spec_name in specs:
         spec = SPECS[spec_name]
         for w in workers:
-            rates = {}
-            for name, build in loaders.items():
-                whole = decodes_whole_video(name, spec[0])
-                subset = files[:FEW] if whole else files
-                dataset = build(subset, spec)
-                decord_bridge(name)
-                rates[name] = (clips_per_second(dataset, w, 1 if whole else repeats), len(subset))
-            reference, bare = rates[OURS][0], rates[BARE][0]
-            for name, (rate, n) in rates.items():
-                rows.append([spec_name, name, n, w, f"{rate:.1f}", f"{1000 / rate:.1f}", f"{rate / reference:.2f}x"])
+            subsets = {name: files[:FEW] if decodes_whole_video(name, spec[0]) else files for name in loaders}
+            rates = clips_per_second({name: build(subsets[name], spec) for name, build in loaders.items()}, w,
+                                     {name: 1 if len(subsets[name]) < len(files) else repeats for name in loaders})
+            reference, bare = rates[OURS], rates[BARE]
+            for name, rate in rates.items():
+                rows.append([spec_name, name, len(subsets[name]), w, f"{rate:.1f}", f"{1000 / rate:.1f}",
+                             f"{rate / reference:.2f}x"])
             summary.append([files_name, spec_name, w, f"{reference:.1f}", f"{bare:.1f}", f"{reference / bare:.2f}",
                             "yes" if reference >= 0.9 * bare else "NO"])
+
+
+def _cpu_ms(fn, inputs, repeats: int) -> tuple[list, float]:
+    """Outputs of ``fn`` over ``inputs`` and the median CPU (process) time per input in ms."""
+    times = []
+    for _ in range(repeats):
+        t = time.process_time()
+        outputs = [fn(x) for x in inputs]
+        times.append((time.process_time() - t) / len(inputs) * 1000)
+    return outputs, statistics.median(times)
+
+
+def stage_rows(videos, spec_name, repeats) -> list:
+    """Where our item's time goes, stage by stage, against the bare get_batch (CPU ms per clip, one
+    process): process time is less disturbed than wall time by other work on a shared machine."""
+    import decord
+    from datasets.video_reader import open_video
+    spec = SPECS[spec_name]
+    dataset, size = ours(videos, spec), decode_size(spec[3])
+    decord_bridge("ours")
+    readers = [len(decord.VideoReader(p, num_threads=1)) for p, _ in videos]
+    rng = np.random.default_rng(0)
+    jobs = [(p, np.atleast_2d(dataset.sampler(n, rng)).reshape(-1)) for (p, _), n in zip(videos, readers)]
+
+    def bare(job):
+        reader = decord.VideoReader(job[0], width=size[1], height=size[0], num_threads=1)
+        return torch.from_numpy(reader.get_batch(job[1]).asnumpy())
+
+    def decode(job):
+        with open_video(job[0], size=size) as video:
+            return video.read(job[1])
+
+    stages = []
+    nhwc, bare_ms = _cpu_ms(bare, jobs, repeats)
+    _, nchw_ms = _cpu_ms(lambda x: x.permute(0, 3, 1, 2).contiguous(), nhwc, repeats)
+    frames, decode_ms = _cpu_ms(decode, jobs, repeats)
+    stages += [("bare: VideoReader + get_batch + asnumpy", bare_ms),
+               ("ours: open_video + read (decode + NHWC->NCHW copy)", decode_ms),
+               ("  of which the NHWC->NCHW .contiguous() copy", nchw_ms)]
+    x = [f.reshape(1, *f.shape) for f in frames]
+    total = decode_ms
+    for op in dataset.transform.transforms:
+        x, ms = _cpu_ms(op, x, repeats)
+        stages.append((f"ours transform: {type(op).__name__}", ms))
+        total += ms
+    _, item_ms = _cpu_ms(dataset.__getitem__, range(len(videos)), repeats)
+    stages += [("ours: sum of the stages", total), ("ours: whole item (dataset[i])", item_ms)]
+    return [[spec_name, stage, f"{ms:.2f}", f"{ms / item_ms:.0%}"] for stage, ms in stages]
 
 
 def run(args) -> str:
@@ -290,14 +349,18 @@ def run(args) -> str:
                                    "(1280x720, 640x272, 176x144)"))
     tables.append(format_table(["files", "spec", "workers", "ours clips/s", "bare clips/s", "ours / bare", ">= 0.9"],
                                summary, "Ours against the bare decord get_batch loop (target: at least 0.9x)"))
+    rows = [row for spec_name in specs for row in stage_rows(videos, spec_name, repeats)]
+    tables.append(format_table(["spec", "stage", "CPU ms/clip", "of item"], rows,
+                               f"Where our item's time goes ({len(videos)} synthetic videos, one process, "
+                               "median CPU time)"))
     from datasets.tracklet_dataset import TrackletDataset
     tracklets = synthetic_tracklets()
     rows = []
     for w in workers:
         ds = TrackletDataset(tracklets, seq_len=8, sample="random")
-        reference = clips_per_second(ds, w, 3 * repeats)  # short epochs: more of them
-        pil = clips_per_second(PILTracklets(ds), w, 3 * repeats)
-        for name, rate in (("ours TrackletDataset (torchvision.io)", reference), ("PIL frames", pil)):
+        rates = clips_per_second({"ours": ds, "pil": PILTracklets(ds)}, w, {"ours": 3 * repeats, "pil": 3 * repeats})
+        reference = rates["ours"]  # short epochs: three times as many of them
+        for name, rate in (("ours TrackletDataset (torchvision.io)", reference), ("PIL frames", rates["pil"])):
             rows.append([name, len(tracklets), w, f"{rate:.1f}", f"{1000 / rate:.1f}", f"{rate / reference:.2f}x"])
     tables.append(format_table(["loader", "tracklets", "workers", "clips/s", "ms/clip", "vs ours"], rows,
                                f"MARS tracklets: synthetic 256x128 JPEG frames, 8 per clip, batch {BATCH} ({load})"))
