@@ -35,7 +35,8 @@ def main(argv=None):
     args = p.parse_intermixed_args(argv)
     if not os.path.isdir(os.path.join(args.data, "ucfTrainTestlist")):
         t = time.perf_counter()
-        counts = write_synthetic_ucf101(args.data)
+        # 6 order classes, 40 videos each with its own background (11 held out per class), 32x32
+        counts = write_synthetic_ucf101(args.data, num_classes=6, videos_per_class=40, num_groups=40, size=32)
         print(f"wrote synthetic UCF101 to {args.data} in {time.perf_counter() - t:.1f}s: "
               f"{counts['classes']} classes, {counts['videos']} videos")
     overrides = ["DATA.ROOT", args.data, "OUTPUT_DIR", args.out, *args.overrides]
