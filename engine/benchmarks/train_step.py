@@ -11,7 +11,8 @@ Bare: torchvision ``resnet18`` per frame with the same last stride, mean pooling
 time, BatchNorm1d (frozen bias) + linear, the same losses written inline, Adam: zero_grad,
 forward, loss, backward, step, nothing else, on the same batches.
 
-Rows: fp32, ``SOLVER.AMP`` (bf16 autocast; on CUDA ``SOLVER.AMP_DTYPE``) and
+Rows: fp32, a tiny fp32 case (32x16 frames, 8 clips) where the step is short enough for the
+loop's own overhead to show, ``SOLVER.AMP`` (bf16 autocast; on CUDA ``SOLVER.AMP_DTYPE``) and
 ``MODEL.CHANNELS_LAST`` (the bare loop does the same: autocast, channels-last model and input).
 The two loops take turns epoch by epoch (medians of ``--repeats``); a configuration whose first
 iteration takes longer than ``SLOW_S`` reports that one iteration. On CPU the AMP rows use the
@@ -35,8 +36,11 @@ from .common import format_table
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "demo_mars_r18.yaml")
 SLOW_S = 10.0
 CPU_AMP_CLIPS = 8  # bf16 autocast without avx512_bf16 is far too slow for the full batch
-CONFIGS = {"fp32": [], "AMP (SOLVER.AMP)": ["SOLVER.AMP", "True"],
-           "channels_last (MODEL.CHANNELS_LAST)": ["MODEL.CHANNELS_LAST", "True"]}
+TINY = ["DATA.HEIGHT", "32", "DATA.WIDTH", "16", "DATA.NUM_IDS", "4", "DATA.NUM_INSTANCES", "2"]
+# name -> (config overrides, pre-loaded batches as a multiple of --batches)
+CONFIGS = {"fp32": ([], 1), "AMP (SOLVER.AMP)": (["SOLVER.AMP", "True"], 1),
+           "channels_last (MODEL.CHANNELS_LAST)": (["MODEL.CHANNELS_LAST", "True"], 1),
+           "fp32 tiny (32x16, 4x2 clips): loop overhead shows": (TINY, 2)}
 
 
 def add_arguments(p) -> None:
@@ -44,6 +48,9 @@ def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true", help="fp32 only, one batch")
     p.add_argument("--batches", type=int, default=2, help="pre-loaded batches per timed epoch")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on a busy 2-core machine two threads wait on each other "
+                        "at every parallel op, 5-7x slower for ResNet-18 at 32x16)")
 
 
 def synthetic_mars() -> str:
@@ -152,19 +159,18 @@ def time_pair(epochs: dict, batches, repeats: int, device) -> tuple[dict, int]:
 def run(args) -> str:
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
+    torch.set_num_threads(max(1, args.threads))
     root = synthetic_mars()
     configs = {"fp32": CONFIGS["fp32"]} if args.quick else CONFIGS
     num_batches = 1 if args.quick else max(1, args.batches)
     rows = []
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stderr(io.StringIO()):
-        trainer = build_trainer(root, out, device.type, [])
-        batches = [b for _, b in zip(range(num_batches), trainer.task.train_loader)]
-        num_classes = trainer.task.num_classes
-        for name, extra in configs.items():
-            trainer = build_trainer(root, out, device.type, extra)
-            part = batches
+        for name, (extra, factor) in configs.items():
+            trainer = build_trainer(root, out, device.type, extra)  # same seed: same batches for the same data keys
+            part = [b for _, b in zip(range(num_batches * factor), trainer.task.train_loader)]
+            num_classes, frames = trainer.task.num_classes, tuple(part[0][0].shape[2:])
             if trainer.amp_dtype is not None and device.type == "cpu":  # minutes per full batch on CPU
-                part = [[x[:CPU_AMP_CLIPS] for x in batches[0]]]
+                part = [[x[:CPU_AMP_CLIPS] for x in part[0]]]
             trainer.task.train_loader = Preloaded(part)
             channels_last = trainer.cfg.MODEL.CHANNELS_LAST
             torch.manual_seed(0)
@@ -186,12 +192,12 @@ def run(args) -> str:
             clips = part[0][0].shape[0]
             dtype = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "float32"
             for who, label in (("ours", "ours Trainer.train_epoch"), ("bare", "bare PyTorch loop")):
-                rows.append([f"{name} [{dtype}]", label, clips, iters, f"{ms[who]:.1f}",
+                rows.append([f"{name} [{dtype}]", label, f"{clips}x{frames}", iters, f"{ms[who]:.1f}",
                              f"{1000 * clips / ms[who]:.1f}", f"{ms[who] / ms['bare']:.3f}"])
             del trainer, model, optimizer
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
     load = "load average %.1f / %.1f / %.1f on %d cores" % (*os.getloadavg(), os.cpu_count())
-    frames = tuple(batches[0][0].shape[2:])
-    return format_table(["configuration", "loop", "clips", "iters", "ms/iter", "clips/s", "time vs bare"], rows,
-                        f"Training step on {device.type} ({threads} torch threads), clips of (C, T, H, W) = {frames}, "
-                        f"{num_batches} pre-loaded batches ({load})")
+    return format_table(["configuration", "loop", "batch: N x (T, H, W)", "iters", "ms/iter", "clips/s",
+                         "time vs bare"], rows,
+                        f"Training step on {device.type} ({threads} torch threads), ResNet-18 per frame, "
+                        f"{num_batches} pre-loaded batches per epoch ({load})")
