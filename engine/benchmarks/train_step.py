@@ -17,6 +17,8 @@ loop's own overhead to show, ``SOLVER.AMP`` (bf16 autocast; on CUDA ``SOLVER.AMP
 The two loops take turns epoch by epoch (medians of ``--repeats``); a configuration whose first
 iteration takes longer than ``SLOW_S`` reports that one iteration. On CPU the AMP rows use the
 first ``CPU_AMP_CLIPS`` clips of a batch (bf16 autocast without avx512_bf16 takes minutes per batch).
+CPU runs use one torch thread unless ``--threads`` says otherwise: on a shared 2-core machine two
+threads wait on each other at every parallel op (measured 5-7x slower than one thread).
 """
 from __future__ import annotations
 
