@@ -21,14 +21,22 @@ def order_data(tmp_path_factory):
     return root
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two OpenMP threads can be 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def run(model: str, root: str, out) -> dict:
-    torch.set_num_threads(2)
     cfg = load_config(CONFIG, ["DATA.ROOT", root, "OUTPUT_DIR", str(out), "DATA.SEQ_LEN", "2",
                                "SOLVER.MAX_EPOCHS", "10", *MODELS[model]])
     return train_and_test(cfg)
 
 
-def test_tam_learns_order_that_average_pooling_cannot(order_data, tmp_path):
+def test_tam_learns_order_that_average_pooling_cannot(order_data, tmp_path, one_thread):
     avg = run("avg (TSN)", order_data, tmp_path / "avg")
     tam = run("tam (stages 1-4)", order_data, tmp_path / "tam")
     assert avg["num_classes"] == tam["num_classes"] == 2 and tam["params"] > avg["params"]

@@ -90,7 +90,8 @@ def add_arguments(p) -> None:
                    help=f"subset by first word: {', '.join(n.split()[0] for n in MODELS)}")
     p.add_argument("--videos-per-class", type=int, default=40)
     p.add_argument("--epochs", type=int, default=None, help="override SOLVER.MAX_EPOCHS of the config")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: on a shared machine two "
+                   "OpenMP threads on two busy cores ran 7-12x slower than one)")
     p.add_argument("--quick", action="store_true", help="smoke run: 12 videos per class, 2 epochs")
     p.add_argument("--config", default=CONFIG)
     p.add_argument("overrides", nargs="*", help="config KEY VALUE pairs for every model")
