@@ -121,11 +121,14 @@ class DecordVideo(_Video):
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         idx = self._clamp(indices)
         try:
-            frames = self._reader.get_batch(idx).asnumpy()
+            batch = self._reader.get_batch(idx)
         except Exception as err:  # decord opens some files it cannot decode to the end
-            log.debug("decord failed on %s (%s); decoding with PyAV", self.path, _short_reason(err))
+            log.info("decord failed on %s (%s); decoding with PyAV", self.path, _short_reason(err))
             with PyAVVideo(self.path, self.size, self.num_threads) as fallback:
                 return fallback.read(idx)
+        # decord's bridge is process-global: another library (pytorchvideo's decord decoder) may
+        # have switched it to torch, and then get_batch returns a tensor instead of an NDArray
+        frames = batch.numpy() if isinstance(batch, torch.Tensor) else batch.asnumpy()
         return self._to_tensor(frames)
 
     def close(self) -> None:

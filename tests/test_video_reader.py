@@ -165,3 +165,25 @@ def test_truncated_video_reads_what_is_there_or_raises(tmp_path):
             except VideoReadError:
                 continue
             assert clip.shape == (24, 3, 32, 32)
+
+
+def test_decord_torch_bridge_does_not_force_the_pyav_fallback(tmp_path, monkeypatch):
+    """pytorchvideo sets decord's global bridge to torch; reads must still go through decord."""
+    import decord
+    from datasets.synthetic_action import render_clip, write_avi
+    path = str(tmp_path / "v.avi")
+    write_avi(path, render_clip(0, 2, np.random.default_rng(0), 8, 32))
+    with DecordVideo(path) as video:
+        want = video.read([0, 3, 5])
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("fell back to PyAV")
+
+    monkeypatch.setattr(PyAVVideo, "read", no_fallback)
+    decord.bridge.set_bridge("torch")
+    try:
+        with DecordVideo(path) as video:
+            got = video.read([0, 3, 5])
+    finally:
+        decord.bridge.set_bridge("native")
+    assert torch.equal(got, want)
