@@ -11,8 +11,10 @@ class sharing a background, TAM fitted the backgrounds and reached only 50 % tes
 
 Sampling: 24-frame videos, flashes of 8 frames, 3 TSN segments: each segment lies inside one
 flash, so every clip shows the whole order (segments straddling a flash change would mix phases).
-At 32x32 the ResNet-18 maps end at 1x1, so the horizontal parts of STA/STGCN coincide; their
-temporal pooling is what this measures.
+At 32x32 the ResNet-18 maps end at 1x1, so the horizontal parts of STA/STGCN coincide. STA's
+frame scores then tie (1/T each) and its argmax fusion takes the FIRST frame: it sees the first
+flash, so it depends on the order by accident and tops out near 50 % (the first of three colours
+leaves two classes). RSTAN (frame_input) starts slowly: it needs about 20 epochs to pass 90 %.
 
 The table gives test top-1 / top-5 / mean class accuracy with one centre view, the chance level,
 and top-1 on the same test clips played backwards: every class is then shown as another class,
