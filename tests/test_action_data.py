@@ -345,3 +345,18 @@ def test_corrupt_video_is_skipped_and_reported_once(tiny_ucf, tmp_path, caplog):
     all_bad = ActionClipDataset([(bad, 0)] * 3, ClipSampler("tsn", 2))
     with pytest.raises(RuntimeError, match="unreadable"):
         all_bad[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_one_pass_normalisation_equals_torchvision_chain(dtype):
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+    from datasets.action_transforms import NormalizeToModelLayout
+    x = torch.randint(0, 256, (2, 5, 3, 9, 7), dtype=torch.uint8)
+    x = x if dtype == torch.uint8 else x.float() / 255
+    video = tv_tensors.Video(x)
+    chain = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))])
+    want = chain(video).as_subclass(torch.Tensor).transpose(-4, -3)
+    got = NormalizeToModelLayout(IMAGENET_MEAN, IMAGENET_STD)(video)
+    assert got.shape == (2, 3, 5, 9, 7) and got.is_contiguous() and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
