@@ -25,7 +25,7 @@ test: venv
 	$(BIN)/python -m pytest tests
 
 bench: venv
-	$(BIN)/python tools/benchmark.py all
+	for b in reid-eval attention temporal loader train-step; do $(BIN)/python tools/benchmark.py $$b || exit 1; done
 
 clean:
 	rm -rf outputs build *.egg-info
