@@ -68,7 +68,8 @@ def draw_confusion_matrix(cm: np.ndarray, classes, out_png: str | None = None, c
     left = (min(max(len(str(c)) for c in classes), 24) * 6 + 30) if labelled else 24
     top = 28 if labelled else 0
     heat = Image.fromarray(_blues(np.sqrt(rates))).resize((k * cell, k * cell), Image.NEAREST)
-    canvas = Image.new("RGB", (left + k * cell + 4, top + k * cell + 20), "white")
+    footer = "rows: true class, columns: predicted (row-normalised, colour ~ sqrt)"
+    canvas = Image.new("RGB", (max(left + k * cell + 4, 6 * len(footer) + 4), top + k * cell + 20), "white")
     canvas.paste(heat, (left, top))
     draw = ImageDraw.Draw(canvas)
     if labelled:
@@ -85,7 +86,7 @@ def draw_confusion_matrix(cm: np.ndarray, classes, out_png: str | None = None, c
             colour = "white" if rates[i, i] > 0.5 else "black"
             draw.text((left + i * cell + 2, top + i * cell + cell // 2 - 5), f"{rates[i, i]:.2f}"[1:] if rates[i, i] < 1
                       else "1.0", fill=colour)
-    draw.text((left, top + k * cell + 4), "rows: true class, columns: predicted (row-normalised, colour ~ sqrt)", fill="black")
+    draw.text((2, top + k * cell + 4), footer, fill="black")
     if out_png:
         os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
         canvas.save(out_png)

@@ -32,7 +32,7 @@ def test_report_files(tmp_path, capsys):
 def test_confusion_picture_cells_follow_rates():
     cm = np.array([[4, 0], [1, 3]])
     img = np.asarray(draw_confusion_matrix(cm, ["a", "b"], cell=40))
-    left, top = img.shape[1] - 4 - 80, 28                       # heat map sits right of the labels
+    left, top = 1 * 6 + 30, 28                                  # heat map sits right of the one-letter labels
     dark = img[top + 5, left + 5].sum()                         # (0, 0): rate 1.0
     empty = img[top + 5, left + 45].sum()                       # (0, 1): rate 0.0 -> white
     quarter = img[top + 45, left + 5].sum()                     # (1, 0): rate 0.25
