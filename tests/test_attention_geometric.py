@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
+from attention_checks import check_shape_dtype_determinism
 from models.attention import build_attention, get_attention_class
 from models.attention._reference_spatial import REFERENCES
 from models.attention.draw import draw_read
@@ -42,12 +43,9 @@ def assert_grads(module, x, out, zero_grad=()):
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("name", list(BLOCKS))
 def test_block_shape_dtype_determinism(name, size):
-    module = perturb(build_attention(name, channels=C)).eval()
+    module = perturb(build_attention(name, channels=C))
     for batch in (1, 2):
-        x = torch.randn(batch, C, *size)
-        with torch.no_grad():
-            y1, y2 = module(x), module(x)
-        assert y1.shape == x.shape and y1.dtype == torch.float32 and torch.equal(y1, y2)
+        check_shape_dtype_determinism(module, torch.randn(batch, C, *size))
 
 
 @pytest.mark.parametrize("name", list(BLOCKS))

@@ -5,6 +5,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
+import attention_checks as checks
+from attention_checks import num_params
 from models.attention import build_attention, get_attention_class
 from models.attention._reference_spatial import REFERENCES
 from models.backbones.insertion import ResidualUnit
@@ -16,19 +18,7 @@ LIGHT = {"residual_attention": dict(stage=3, t=1)}  # tracing is slow: trace a s
 
 
 def randomize(module, scale=0.3):
-    """Random parameters and BN statistics, so that no init hides a bug."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0.0, scale)
-        for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.normal_(0.0, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    return module
-
-
-def num_params(module):
-    return sum(p.numel() for p in module.parameters())
+    return checks.randomize(module, scale)
 
 
 # ---- contract for every module ----------------------------------------------------------
@@ -36,13 +26,9 @@ def num_params(module):
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("name", list(BLOCKS))
 def test_block_shape_dtype_determinism(name, size):
-    module = randomize(build_attention(name, channels=C)).eval()
+    module = randomize(build_attention(name, channels=C))
     for batch in (1, 2):
-        x = torch.randn(batch, C, *size)
-        with torch.no_grad():
-            y1, y2 = module(x), module(x)
-        assert y1.shape == x.shape and y1.dtype == torch.float32
-        assert torch.isfinite(y1).all() and torch.equal(y1, y2)
+        checks.check_shape_dtype_determinism(module, torch.randn(batch, C, *size))
 
 
 @pytest.mark.parametrize("name", list(BLOCKS))
