@@ -156,13 +156,10 @@ class Trainer:
                 improved = do_eval and metrics.get(self.task.key_metric, -1) > self.best
                 if improved:
                     self.best = metrics[self.task.key_metric]
-                path = os.path.join(self.ckpt_dir, "last.pth")
-                save_checkpoint(path, self.model, self.optimizer, self.scheduler, epoch + 1, cfg,
-                                {"best": self.best, "metrics": metrics, "classes": getattr(self.task, "classes", None)})
-                if improved:
-                    save_checkpoint(os.path.join(self.ckpt_dir, "best.pth"), self.model, self.optimizer,
-                                    self.scheduler, epoch + 1, cfg, {"best": self.best, "metrics": metrics,
-                                                                     "classes": getattr(self.task, "classes", None)})
+                extra = {"best": self.best, "metrics": metrics, "classes": getattr(self.task, "classes", None)}
+                for name in ("last.pth", "best.pth") if improved else ("last.pth",):
+                    save_checkpoint(os.path.join(self.ckpt_dir, name), self.model, self.optimizer, self.scheduler,
+                                    epoch + 1, cfg, extra)
             du.barrier()
         if du.is_main() and hasattr(self.task, "finish"):
             self.task.finish()                    # e.g. the summary of skipped broken videos
