@@ -116,7 +116,7 @@ def test_gct_by_hand():
     torch.testing.assert_close(gct(x)[0, :, 0, :], x[0, :, 0, :] * (1 + torch.tanh(n))[:, None])
 
 
-def test_srm_style_pooling_is_mean_and_unbiased_std():
+def test_srm_style_pooling_is_mean_and_unbiased_std_with_official_epsilon():
     srm = build_attention("srm", channels=C).eval()
     assert not srm.cfc.weight.any(), "cfc is zero-initialised (official code)"
     assert num_params(srm) == 2 * C + 2 * C
@@ -124,7 +124,10 @@ def test_srm_style_pooling_is_mean_and_unbiased_std():
     scale = 1 / math.sqrt(1 + srm.bn.eps)  # fresh BN: running mean 0, var 1
     with torch.no_grad():
         srm.cfc.weight[:, 0] = torch.tensor([0.0, 1.0])
-        torch.testing.assert_close(srm(x), x * torch.sigmoid(x.std(dim=(2, 3), keepdim=True) * scale))
+        std = (x.var(dim=(2, 3), keepdim=True) + 1e-5).sqrt()  # official: var + 1e-5 under the root
+        torch.testing.assert_close(srm(x), x * torch.sigmoid(std * scale))
+        flat = torch.full((1, C, 4, 4), 2.0)
+        torch.testing.assert_close(srm(flat), flat * torch.sigmoid(torch.tensor(1e-5).sqrt() * scale))
         srm.cfc.weight[:, 0] = torch.tensor([1.0, 0.0])
         torch.testing.assert_close(srm(x), x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True) * scale))
 

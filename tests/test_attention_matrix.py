@@ -1,7 +1,8 @@
 """Robustness matrix over EVERY registered attention module (modules added later are covered).
 
 Per module: eval fp32 forward on every re-ID and odd map size; train forward + backward;
-batch 1 in eval and train; bf16 autocast on CPU; torch.jit.trace or torch.export (skipped with
+batch 1 in eval and train; all-zero and per-channel-constant inputs (finite outputs and
+gradients, train and eval, default and random parameters); bf16 autocast on CPU; torch.jit.trace or torch.export (skipped with
 the module's ``export_note``); the registry contract. Channels 64; temporal blocks see 3 frames,
 aggregators 4. The expensive cases run at one small size only.
 """
@@ -11,6 +12,7 @@ import warnings
 import pytest
 import torch
 
+from attention_checks import randomize
 from engine.zoo_table import build_example, first_tensor, is_temporal_block
 from models.attention import FAMILIES, KINDS, get_attention_class, list_attention
 from models.backbones.insertion import PLACEMENTS
@@ -71,6 +73,33 @@ def test_train_forward_backward(name):
     for pname, p in module.named_parameters():
         if p.grad is not None:
             assert torch.isfinite(p.grad).all(), pname
+
+
+def flat_input(x, kind):
+    """All zeros, or one random constant per (sample, channel): black frames and padding."""
+    if kind == "zero":
+        return torch.zeros_like(x)
+    level = torch.randn(x.shape[:2]).view(*x.shape[:2], *[1] * (x.dim() - 2))
+    return level.expand_as(x).contiguous()
+
+
+@pytest.mark.parametrize("init", ["default", "random"])
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("kind", ["zero", "constant"])
+@pytest.mark.parametrize("name", NAMES)
+def test_flat_input_gives_finite_outputs_and_gradients(name, kind, training, init):
+    """No norm, std or softmax may turn a flat map into NaN (SRM's std once did in backward)."""
+    cls, module, x = make(name)
+    if init == "random":
+        randomize(module)
+    module.train(training)
+    x = flat_input(x, kind).requires_grad_(True)
+    y = first_tensor(module(x))
+    check_output(cls, module, x, y)
+    (y * torch.randn_like(y)).sum().backward()
+    assert torch.isfinite(x.grad).all(), "non-finite input gradient"
+    bad = [p for p, t in module.named_parameters() if t.grad is not None and not torch.isfinite(t.grad).all()]
+    assert not bad, f"non-finite gradients: {bad}"
 
 
 AUX_NAMES = [n for n in NAMES if "return_aux" in inspect.signature(get_attention_class(n).forward).parameters]

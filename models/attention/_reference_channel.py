@@ -116,7 +116,7 @@ def ref_eca(m, x):
 def ref_srm(m, x):
     n = x.shape[2] * x.shape[3]
     mean = spatial_mean(x)
-    std = torch.sqrt(((x - mean[:, :, None, None]) ** 2).sum((2, 3)) / (n - 1))
+    std = torch.sqrt(((x - mean[:, :, None, None]) ** 2).sum((2, 3)) / (n - 1) + m.eps)
     z = mean * m.cfc.weight[:, 0, 0] + std * m.cfc.weight[:, 0, 1]
     return x * torch.sigmoid(batch_norm(m.bn, z))[:, :, None, None]
 

@@ -117,7 +117,9 @@ class SRM(nn.Module):
     Lee, Kim, Nam, "SRM: A Style-based Recalibration Module for Convolutional Neural Networks",
     ICCV 2019, https://arxiv.org/abs/1903.10829
 
-    Style pooling ``t_c = [mean_c, std_c]`` (unbiased std over the H*W positions); style
+    Style pooling ``t_c = [mean_c, std_c]``, ``std_c = sqrt(var_c + eps)`` with the unbiased
+    variance over the H*W positions and ``eps = 1e-5`` as in the official code (it keeps the
+    gradient finite on a flat channel: black frames, padding); style
     integration ``z_c = w_c . t_c`` (channel-wise FC: a grouped Conv1d, 2 weights per channel,
     no bias, zero-initialised as in the official code), ``g = sigmoid(BN(z))``, ``y = g * x``.
     At init ``g = 0.5`` everywhere. The BN normalises over the batch, so training needs B > 1.
@@ -125,15 +127,17 @@ class SRM(nn.Module):
 
     placement = "post"
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
+        self.eps = eps
         self.cfc = nn.Conv1d(channels, channels, kernel_size=2, groups=channels, bias=False)
         self.bn = nn.BatchNorm1d(channels)
         nn.init.zeros_(self.cfc.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = spatial_mean(x, keepdim=True)
-        std = ((x - mean).pow(2).sum((2, 3)) / (x.shape[2] * x.shape[3] - 1)).sqrt()  # unbiased, as torch.std
+        var = (x - mean).pow(2).sum((2, 3)) / (x.shape[2] * x.shape[3] - 1)  # unbiased, as torch.var
+        std = (var + self.eps).sqrt()
         style = torch.stack((mean[:, :, 0, 0], std), dim=2)      # (B, C, 2)
         z = self.bn(self.cfc(style))                             # (B, C, 1)
         return x * torch.sigmoid(z).unsqueeze(3)
