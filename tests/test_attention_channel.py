@@ -48,6 +48,7 @@ def test_zero_grad_params_move_once_init_is_perturbed(name):
 @pytest.mark.parametrize("name,kwargs", [(n, {}) for n in NAMES if n != "ge"]
                          + [("ge", kw) for kw in GE_VARIANTS]
                          + [("gsop", dict(reduce_stride=2)), ("gct", dict(mode="l1")),
+                            ("fca", dict(dct_size=14)), ("fca", dict(dct_size="input")),
                             ("eca", dict(kernel_size=7))])
 def test_matches_reference_formulation(name, kwargs, training):
     module = randomize(small(name, **kwargs)).train(training)
@@ -176,6 +177,26 @@ def test_fca_dc_filter_is_scaled_global_average_pooling(size):
     torch.testing.assert_close((x * dc).sum(), x.mean() * math.sqrt(h * w))
     norms = fca.dct_filters(h, w).flatten(1).norm(dim=1)
     torch.testing.assert_close(norms, torch.ones(16))
+
+
+def test_fca_default_grid_is_the_official_resnet50_c2wh():
+    assert [build_attention("fca", channels=c).dct_size for c in (256, 512, 1024, 2048)] == [
+        (56, 56), (28, 28), (14, 14), (7, 7)]
+    assert build_attention("fca", channels=64).dct_size == (7, 7)
+    assert build_attention("fca", channels=64, dct_size=56).dct_size == (56, 56)
+
+
+@pytest.mark.parametrize("size", [(16, 8), (8, 4), (14, 14), (15, 9), (28, 28), (7, 7)])
+def test_fca_pools_each_map_to_its_dct_grid_as_the_official_code(size):
+    """Re-ID maps (16x8 at stage 3 of a 256x128 ResNet-50) are pooled to the 14x14 grid first."""
+    fca = randomize(build_attention("fca", channels=64, dct_size=14)).eval()
+    x = torch.randn(2, 64, *size)
+    with torch.no_grad():
+        filters = fca.dct_filters(14, 14).repeat_interleave(64 // 16, dim=0)  # (C, 14, 14)
+        freq = (torch.nn.functional.adaptive_avg_pool2d(x, 14) * filters).sum((2, 3))
+        expected = x * torch.sigmoid(fca.fc2(torch.relu(fca.fc1(freq))))[:, :, None, None]
+        torch.testing.assert_close(fca(x), expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fca(x), REFERENCES["fca"](fca, x), rtol=1e-4, atol=1e-5)
 
 
 def test_fca_rejects_indivisible_channels():

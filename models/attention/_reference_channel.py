@@ -85,22 +85,43 @@ def ref_gsop(m, x):
     return x * s[:, :, None, None]
 
 
+def adaptive_average_matrix(size_in: int, size_out: int, like: torch.Tensor) -> torch.Tensor:
+    """``(out, in)`` averaging matrix of adaptive pooling: bin ``i`` covers
+    ``[floor(i * in / out), ceil((i + 1) * in / out))``."""
+    m = torch.zeros(size_out, size_in, dtype=like.dtype, device=like.device)
+    for i in range(size_out):
+        start, stop = (i * size_in) // size_out, -((-(i + 1) * size_in) // size_out)
+        m[i, start:stop] = 1.0 / (stop - start)
+    return m
+
+
 def ref_fca(m, x):
+    """The official forward retyped: pool to the ``dct_h x dct_w`` grid, frequencies
+    ``u * (dct_h // 7)`` (``floor(u * size / 7)`` off the 7-multiples), filters by loops."""
     from .fca import TOP_FREQ_COLS, TOP_FREQ_ROWS
     b, c, h, w = x.shape
+    dh, dw = (h, w) if m.dct_size == "input" else m.dct_size
+    if (dh, dw) != (h, w):
+        x_pooled = torch.einsum("ih,bchw,jw->bcij", adaptive_average_matrix(h, dh, x), x,
+                                adaptive_average_matrix(w, dw, x))
+    else:
+        x_pooled = x
 
     def basis(pos, freq, size):
         value = math.cos(math.pi * freq * (pos + 0.5) / size) / math.sqrt(size)
         return value if freq == 0 else value * math.sqrt(2)
 
-    filters = torch.zeros(c, h, w, dtype=x.dtype, device=x.device)
+    def scaled(u, size):
+        return u * (size // 7) if size % 7 == 0 else u * size // 7
+
+    filters = torch.zeros(c, dh, dw, dtype=x.dtype, device=x.device)
     part = c // m.num_freq
     for g in range(m.num_freq):
-        u, v = TOP_FREQ_ROWS[g] * h // 7, TOP_FREQ_COLS[g] * w // 7
-        for i in range(h):
-            for j in range(w):
-                filters[g * part:(g + 1) * part, i, j] = basis(i, u, h) * basis(j, v, w)
-    pooled = (x * filters).sum((2, 3))
+        u, v = scaled(TOP_FREQ_ROWS[g], dh), scaled(TOP_FREQ_COLS[g], dw)
+        for i in range(dh):
+            for j in range(dw):
+                filters[g * part:(g + 1) * part, i, j] = basis(i, u, dh) * basis(j, v, dw)
+    pooled = (x_pooled * filters).sum((2, 3))
     s = torch.sigmoid(linear(torch.relu(linear(pooled, m.fc1)), m.fc2))
     return x * s[:, :, None, None]
 

@@ -15,6 +15,10 @@ TOP_FREQ_ROWS = (0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2, 4, 6, 3, 5, 5, 
 TOP_FREQ_COLS = (0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2, 6, 3, 3, 3, 5, 1, 1, 2, 4, 2, 1, 1, 3, 0, 5, 3)
 
 
+# The official ResNet-50 grid per stage: channels (4 * planes) -> dct_h = dct_w (``c2wh``).
+RESNET50_DCT_SIZE = {256: 56, 512: 28, 1024: 14, 2048: 7}
+
+
 def scale_frequency(u: int, size: int) -> int:
     """Map a frequency of the 7-point grid to a map of ``size`` points: ``floor(u * size / 7)``.
 
@@ -47,16 +51,29 @@ class FcaNet(nn.Module):
     ``y = x * sigmoid(W2 relu(W1 Freq))``, reduction 16. The (0, 0) basis is global average
     pooling times ``sqrt(HW)``, so ``num_freq=1`` is SE (without biases) up to that scale.
 
-    The official code adaptive-average-pools every map to a fixed 56/28/14/7 grid; here the
-    filters are built (and cached by size) for the input's own H and W, so odd and tiny maps
-    work without resampling. Frequencies scale as ``floor(u * size / 7)`` (the official
-    ``u * size // 7`` for multiples of 7).
+    As in the official code, every map is first adaptive-average-pooled to a fixed ``dct_size``
+    grid whenever its size differs, and the DCT filters are built for that grid. The official
+    ResNets use ``c2wh = {64: 56, 128: 28, 256: 14, 512: 7}`` keyed by the bottleneck width
+    ``planes``: for ResNet-50 (``channels = 4 * planes``) that is 56/28/14/7 for 256/512/1024/2048
+    channels, which is the default here; any other width defaults to the 7x7 grid of the ranking
+    itself (pass ``dct_size`` per stage otherwise, e.g. 56/28/14/7 for ResNet-18/34's
+    64/128/256/512). ``dct_size="input"`` (ours, not the official code) builds the filters for each
+    input's own size instead of pooling. Frequencies scale as ``floor(u * size / 7)``: the
+    official ``u * (size // 7)`` on the 7-multiple grids.
     """
 
     placement = "post"
 
-    def __init__(self, channels: int, reduction: int = 16, num_freq: int = 16):
+    def __init__(self, channels: int, reduction: int = 16, num_freq: int = 16,
+                 dct_size: int | tuple[int, int] | str | None = None):
         super().__init__()
+        if dct_size is None:
+            dct_size = RESNET50_DCT_SIZE.get(channels, 7)
+        if isinstance(dct_size, int):
+            dct_size = (dct_size, dct_size)
+        if dct_size != "input" and not (len(dct_size) == 2 and all(int(d) >= 1 for d in dct_size)):
+            raise ValueError(f"fca: dct_size must be an int, (h, w) or 'input', got {dct_size!r}")
+        self.dct_size = dct_size if dct_size == "input" else tuple(int(d) for d in dct_size)
         if not 1 <= num_freq <= len(TOP_FREQ_ROWS) or channels % num_freq:
             raise ValueError(f"fca: channels ({channels}) must be divisible by num_freq ({num_freq}), "
                              f"1 <= num_freq <= {len(TOP_FREQ_ROWS)}")
@@ -82,9 +99,13 @@ class FcaNet(nn.Module):
         return rows[:, :, None] * cols[:, None, :]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
+        b, c = x.shape[:2]
+        pooled_map = x
+        if self.dct_size != "input" and tuple(x.shape[2:]) != self.dct_size:
+            pooled_map = F.adaptive_avg_pool2d(x, self.dct_size)
+        h, w = pooled_map.shape[2:]
         rows, cols = self.bases(h, w, x)
-        groups = x.reshape(b, self.num_freq, c // self.num_freq, h, w)
+        groups = pooled_map.reshape(b, self.num_freq, c // self.num_freq, h, w)
         pooled = torch.einsum("bgch,gh->bgc", torch.einsum("bgchw,gw->bgch", groups, cols), rows)
         gate = torch.sigmoid(self.fc2(F.relu(self.fc1(pooled.reshape(b, c)))))
         return x * gate[:, :, None, None]
