@@ -1,9 +1,16 @@
 """A user's own videos: a ``<root>/<class>/<video>`` tree, or a flat list of files for inference.
 
->>> data = VideoFolder("my_videos")         # my_videos/<class>/<any depth>/<video>.mp4
->>> data.samples[0], data.classes            # (path, label 0-based), sorted class names
+>>> train = VideoFolder("my_videos/train")   # my_videos/train/<class>/<any depth>/<video>.mp4
+>>> train.samples[0], train.classes          # (path, label 0-based), sorted class names
 >>> VideoFolder("unlabelled_dir").samples    # a folder of videos only: label -1 for each
 >>> VideoFolder.from_paths(["a.mp4", "b.avi"])
+>>> val = VideoFolder("my_videos/val")
+>>> relabel(val.samples, val.classes, train.classes)        # labels of the TRAINING classes, by name
+
+A validation folder's own sorted names are not the training labels (val {apple, cherry} under
+train {apple, banana, cherry}: cherry is training label 2, val label 1): ``relabel`` maps them by
+name, raises ``UnknownClassError`` for a name training did not have, and leaves a training class
+without validation videos simply without samples.
 
 Also holds what the UCF101 / HMDB51 indexes share: ``VIDEO_EXTENSIONS`` and ``LayoutError``.
 """
@@ -12,13 +19,31 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-__all__ = ["VideoFolder", "LayoutError", "VIDEO_EXTENSIONS", "is_video_file"]
+__all__ = ["VideoFolder", "LayoutError", "UnknownClassError", "VIDEO_EXTENSIONS", "is_video_file", "relabel"]
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 
 
 class LayoutError(FileNotFoundError):
     """A dataset folder that does not have the expected layout; the message shows the expected tree."""
+
+
+class UnknownClassError(LayoutError):
+    """A class name (e.g. a validation folder) that the training classes do not contain."""
+
+
+def relabel(samples, own_classes, classes, where: str = "") -> list[tuple[str, int]]:
+    """``samples`` labelled by ``own_classes`` -> the same samples labelled by ``classes`` (by name).
+
+    Raises ``UnknownClassError`` (one line) when a sample's class is not in ``classes``.
+    """
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({str(own_classes[label]) for _, label in samples if own_classes[label] not in index})
+    if unknown:
+        shown = ", ".join(map(str, list(classes)[:20])) + (", ..." if len(classes) > 20 else "")
+        raise UnknownClassError(f"{where or 'the data'} has class(es) {', '.join(map(repr, unknown))} that training "
+                                f"did not have (training classes: {shown}); remove or rename them")
+    return [(path, index[own_classes[label]]) for path, label in samples]
 
 
 def is_video_file(name: str, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> bool:

@@ -11,11 +11,14 @@ from .visualize import draw_confusion_matrix
 
 
 def format_per_class(classes, accuracy: np.ndarray, counts: np.ndarray, worst: int | None = None) -> str:
-    """Classes sorted worst first (all of them, or the ``worst`` lowest); absent classes left out."""
+    """Classes sorted worst first (all of them, or the ``worst`` lowest), then the classes without
+    a test video, each marked "no test videos"."""
     order = [i for i in np.argsort(accuracy, kind="stable") if counts[i] > 0][:worst]
-    width = max([len("class"), *(len(str(classes[i])) for i in order)])
+    absent = [i for i in range(len(classes)) if counts[i] == 0]
+    width = max([len("class"), *(len(str(classes[i])) for i in order + absent)])
     lines = [f"{'class':<{width}} {'videos':>6} {'top1':>6}", "-" * (width + 14)]
     lines += [f"{classes[i]:<{width}} {counts[i]:>6d} {100 * accuracy[i]:6.1f}" for i in order]
+    lines += [f"{classes[i]:<{width}} {0:>6d}   no test videos" for i in absent]
     return "\n".join(lines)
 
 

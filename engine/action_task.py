@@ -52,16 +52,25 @@ def action_dataset(cfg, samples, train: bool, skip_log=None):
 class ActionTask:
     key_metric = "top1"
 
-    def __init__(self, cfg, rank: int = 0, world: int = 1):
+    def __init__(self, cfg, rank: int = 0, world: int = 1, classes=None):
+        """``classes``: the trained model's class names (a checkpoint's ``classes``); None: the
+        training index's. Test labels are mapped onto them by name, so a validation folder that
+        lacks a class keeps the others' labels, and one with a class training did not have is an
+        error here, before anything runs."""
         from datasets.action_dataset import BrokenVideoLog, check_broken_share, filter_readable
+        from datasets.video_folder import relabel
         self.cfg = cfg
         d = cfg.DATA
         self.broken_log = BrokenVideoLog(os.path.join(cfg.OUTPUT_DIR, BROKEN_LOG))
         train_index = action_index(d.DATASET, d.ROOT, d.SPLIT, "train")
         test_index = action_index(d.DATASET, d.ROOT, d.SPLIT, "test")
-        self.classes = list(train_index.classes)
+        self.classes = [str(c) for c in (classes or train_index.classes)]
         self.num_classes = len(self.classes)
-        self.train_set = action_dataset(cfg, train_index.samples, True, self.broken_log)
+        train_samples = relabel(train_index.samples, train_index.classes, self.classes,
+                                f"the training data of {d.DATASET} in {d.ROOT!r}")
+        test_samples = relabel(test_index.samples, test_index.classes, self.classes,
+                               f"the test data of {d.DATASET} in {d.ROOT!r}")
+        self.train_set = action_dataset(cfg, train_samples, True, self.broken_log)
         sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.SEED,
                                      drop_last=True)
         self.train_loader = DataLoader(self.train_set, batch_size=d.BATCH_SIZE, sampler=sampler, drop_last=True,
@@ -70,11 +79,11 @@ class ActionTask:
         if known and rank == 0:
             log.info(f"{len(known)} training videos listed in {self.broken_log.path} (an earlier run) are skipped; "
                      "delete that file to try them again")
-        self.test_paths = {path for path, _ in test_index.samples}
+        self.test_paths = {path for path, _ in test_samples}
         self.unreadable, self.test_loader = [], None
         if rank == 0:  # only the main rank evaluates
-            readable, self.unreadable = filter_readable(test_index.samples, skip_log=self.broken_log)
-            check_broken_share(len(self.unreadable), len(test_index.samples), d.MAX_BROKEN_SHARE, "test videos",
+            readable, self.unreadable = filter_readable(test_samples, skip_log=self.broken_log)
+            check_broken_share(len(self.unreadable), len(test_samples), d.MAX_BROKEN_SHARE, "test videos",
                                self.broken_log.path)
             self.test_loader = DataLoader(action_dataset(cfg, readable, False, self.broken_log),
                                           batch_size=d.BATCH_SIZE, num_workers=d.NUM_WORKERS)

@@ -69,3 +69,11 @@ def load_checkpoint(path: str, model, optimizer=None, scheduler=None, restore_rn
     if restore_rng and "rng" in ckpt:
         set_rng_state(ckpt["rng"])
     return ckpt
+
+
+def checkpoint_classes(path: str) -> list[str] | None:
+    """The class names an action checkpoint was trained with (key ``classes``), None when absent."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path!r}")
+    names = torch.load(path, map_location="cpu", weights_only=False).get("classes")
+    return [str(n) for n in names] if names else None

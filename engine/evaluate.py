@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .build import build_model
-from .checkpoint import load_checkpoint
+from .checkpoint import checkpoint_classes, load_checkpoint
 from .config import load_config
 from .distributed import resolve_device
 from .tasks import build_task
@@ -16,7 +16,7 @@ def load_trained(config_path: str, checkpoint: str, overrides=(), task_needed: b
     cfg = load_config(config_path, list(overrides))
     setup_logging(None)
     device = resolve_device(cfg.MODEL.DEVICE)
-    task = build_task(cfg) if task_needed else None
+    task = build_task(cfg, classes=checkpoint_classes(checkpoint)) if task_needed else None
     if task is not None:
         num_classes = task.num_classes
     else:

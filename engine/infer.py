@@ -47,9 +47,8 @@ def sliding_windows(num_frames: int, clip_len: int, frame_stride: int, window_st
 
 
 def _class_names(checkpoint: str, num_classes: int) -> list[str]:
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    names = ckpt.get("classes")
-    return list(names) if names else [str(i) for i in range(num_classes)]
+    from .checkpoint import checkpoint_classes
+    return checkpoint_classes(checkpoint) or [str(i) for i in range(num_classes)]
 
 
 class _ClipRunner:

@@ -30,10 +30,11 @@ class ReIDTask:
         return format_reid_table({name: metrics})
 
 
-def build_task(cfg, rank: int = 0, world: int = 1):
+def build_task(cfg, rank: int = 0, world: int = 1, classes=None):
+    """``classes``: an action model's class names (from its checkpoint); test labels follow them."""
     if cfg.TASK == "reid":
         return ReIDTask(cfg, rank, world)
     if cfg.TASK == "action":
         from .action_task import ActionTask
-        return ActionTask(cfg, rank, world)
+        return ActionTask(cfg, rank, world, classes=classes)
     raise ValueError(f"TASK must be 'reid' or 'action', got {cfg.TASK!r}")

@@ -39,6 +39,7 @@ def test_confusion_picture_cells_follow_rates():
     assert empty == 3 * 255 - (255 - 247) - (255 - 251) and dark < quarter < empty
 
 
-def test_format_skips_absent_classes():
+def test_format_marks_absent_classes():
     table = format_per_class(["a", "b", "c"], np.array([1.0, np.nan, 0.0]), np.array([2, 0, 1]))
-    assert [line.split()[0] for line in table.splitlines()[2:]] == ["c", "a"]
+    assert [line.split()[0] for line in table.splitlines()[2:]] == ["c", "a", "b"]
+    assert table.splitlines()[-1].split() == ["b", "0", "no", "test", "videos"]
