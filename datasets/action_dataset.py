@@ -1,7 +1,7 @@
 """Clip dataset for action recognition: ``(clip, label, index)`` from ``[(video path, label)]``.
 
 >>> train = build_action_dataset(UCF101(root).samples, train=True, mode="tsn", clip_len=8, crop_size=112)
->>> clip, label, index = train[0]            # clip float (C, T, H, W)
+>>> clip, label, index = train[0]            # clip uint8 (C, T, H, W)
 >>> test = build_action_dataset(samples, train=False, mode="dense", clip_len=8, stride=2,
 ...                             num_clips=10, num_crops=3)
 >>> views, label, index = test[0]            # views (V, C, T, H, W), V = clips x crops, clip-major
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .action_transforms import IMAGENET_MEAN, IMAGENET_STD, build_action_transform
+from .action_transforms import build_action_transform
 from .clip_sampling import ClipSampler
 from .video_reader import VideoReadError, open_video
 
@@ -99,8 +99,8 @@ class BrokenVideoLog:
 
 class ActionClipDataset(Dataset):
     """``samples`` [(path, label)]; ``sampler(num_frames, rng)`` -> (T,) or (V, T) frame indices;
-    ``transform`` maps uint8 ``(V, T, C, H, W)`` to float ``(V, [crops,] C, T, H, W)``
-    (``build_action_transform``); None keeps uint8 frames in ``(C, T, H, W)`` layout.
+    ``transform`` maps uint8 ``(V, T, C, H, W)`` to uint8 ``(V, [crops,] C, T, H, W)``
+    (``build_action_transform``); None keeps the frames, in ``(C, T, H, W)`` layout.
     ``skip_log``: a ``BrokenVideoLog`` shared across processes (None: per-process reports only);
     ``max_broken_share``: the share of unreadable samples that stops the run (1.0: never).
     """
@@ -184,12 +184,11 @@ def filter_readable(samples: Sequence[tuple[str, int]], backend: str = "auto",
 
 def build_action_dataset(samples, train: bool, mode: str = "tsn", clip_len: int = 8, stride: int = 1,
                          num_clips: int = 1, num_crops: int = 1, crop_size: int = 224, short_side: int = 256,
-                         train_crop: str = "multiscale", decode_size=None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                         backend: str = "auto", skip_log: BrokenVideoLog | None = None,
-                         max_broken_share: float = 1.0) -> ActionClipDataset:
+                         train_crop: str = "multiscale", decode_size=None, backend: str = "auto",
+                         skip_log: BrokenVideoLog | None = None, max_broken_share: float = 1.0) -> ActionClipDataset:
     """Sampler + transform that agree with each other: ``mode`` tsn | dense; test views = clips x crops."""
     sampler = ClipSampler(mode, clip_len, stride, train, num_clips)
     transform = build_action_transform(train, crop_size=crop_size, short_side=short_side, mode=train_crop,
-                                       num_crops=1 if train else num_crops, mean=mean, std=std)
+                                       num_crops=1 if train else num_crops)
     return ActionClipDataset(samples, sampler, transform, decode_size=decode_size, backend=backend,
                              skip_log=skip_log, max_broken_share=max_broken_share)

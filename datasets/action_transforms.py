@@ -2,8 +2,9 @@
 
 Input: uint8 frames ``(..., T, C, H, W)`` (one clip, or ``V`` test views stacked in front),
 wrapped as a ``tv_tensors.Video`` so that v2 draws ONE set of random parameters per call: every
-frame of a clip gets the same crop, scale and flip. Output: float ``(..., C, T, H, W)``, normalised,
-as the models take it; three-crop adds a crop axis: ``(..., 3, C, T, H, W)``.
+frame of a clip gets the same crop, scale and flip. Output: uint8 ``(..., C, T, H, W)``, as the
+models take it (they convert and normalise on their device); three-crop adds a crop axis:
+``(..., 3, C, T, H, W)``. Everything here works on uint8.
 
 - train, ``"multiscale"`` (TSN, Wang et al. ECCV 2016): resize the short side, crop a width and a
   height each chosen from ``scales`` x short side (at most one scale step apart) at one of 13 fixed
@@ -21,11 +22,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["build_action_transform", "MultiScaleCrop", "ThreeCrop", "NormalizeToModelLayout", "IMAGENET_MEAN",
-           "IMAGENET_STD"]
+__all__ = ["build_action_transform", "MultiScaleCrop", "ThreeCrop", "ToModelLayout"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
 
 
@@ -89,32 +87,16 @@ class ThreeCrop(torch.nn.Module):
         return tv_tensors.wrap(crops, like=video) if isinstance(video, tv_tensors.TVTensor) else crops
 
 
-class NormalizeToModelLayout(torch.nn.Module):
-    """uint8 ``(..., T, C, H, W)`` -> normalised float ``(..., C, T, H, W)`` in one pass.
-
-    Same values as ``ToDtype(float32, scale=True)``, ``Normalize(mean, std)`` and a contiguous
-    ``transpose(-4, -3)`` (``x / (255 std) - mean / std``), but one float allocation instead of
-    three: the layout change happens in the copy, the affine map in place (about 4x faster).
-    """
-
-    def __init__(self, mean, std):
-        super().__init__()
-        std = torch.as_tensor(std, dtype=torch.float32)
-        self.register_buffer("scale", (1.0 / (255.0 * std)).view(-1, 1, 1, 1), persistent=False)
-        self.register_buffer("shift", (-torch.as_tensor(mean, dtype=torch.float32) / std).view(-1, 1, 1, 1),
-                             persistent=False)
+class ToModelLayout(torch.nn.Module):
+    """uint8 ``(..., T, C, H, W)`` -> contiguous uint8 ``(..., C, T, H, W)``, the models' layout (they
+    normalise on their device: ``models.input_norm.InputNormalize``)."""
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        x = video.as_subclass(torch.Tensor).transpose(-4, -3)                  # (..., C, T, H, W) view
-        out = torch.empty(x.shape, dtype=torch.float32, device=x.device).copy_(x)
-        if x.is_floating_point():                                               # already [0, 1] floats
-            out.mul_(255.0)
-        return out.mul_(self.scale).add_(self.shift)
+        return video.as_subclass(torch.Tensor).transpose(-4, -3).contiguous()
 
 
 def build_action_transform(train: bool, crop_size: int = 224, short_side: int = 256, mode: str = "multiscale",
-                           scales=TSN_SCALES, flip_prob: float = 0.5, num_crops: int = 1,
-                           mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
+                           scales=TSN_SCALES, flip_prob: float = 0.5, num_crops: int = 1) -> v2.Compose:
     """The training or test pipeline described in the module docstring.
 
     ``mode``: ``"multiscale"`` (TSN) or ``"random_resized"`` (training only).
@@ -136,5 +118,5 @@ def build_action_transform(train: bool, crop_size: int = 224, short_side: int = 
         ops += [v2.Resize(crop_size, antialias=True), ThreeCrop(crop_size)]
     else:
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
-    ops.append(NormalizeToModelLayout(mean, std))
+    ops.append(ToModelLayout())
     return v2.Compose(ops)

@@ -45,7 +45,7 @@ def action_dataset(cfg, samples, train: bool, skip_log=None):
         samples, train, mode=d.TRAIN_SAMPLE if train else d.TEST_SAMPLE, clip_len=d.SEQ_LEN,
         stride=d.FRAME_STRIDE, num_clips=1 if train else cfg.TEST.NUM_CLIPS,
         num_crops=1 if train else cfg.TEST.NUM_CROPS, crop_size=d.CROP_SIZE, short_side=d.SHORT_SIDE,
-        train_crop=d.TRAIN_CROP, decode_size=tuple(d.DECODE_SIZE) or None, mean=d.MEAN, std=d.STD,
+        train_crop=d.TRAIN_CROP, decode_size=tuple(d.DECODE_SIZE) or None,
         skip_log=skip_log, max_broken_share=d.MAX_BROKEN_SHARE)
 
 

@@ -111,12 +111,12 @@ def _colour_key(canvas: Image.Image, draw: ImageDraw.ImageDraw, y: int, font) ->
               fill="black", font=font)
 
 
-def attention_strip(model: nn.Module, clip_uint8: torch.Tensor, normalised_clip: torch.Tensor,
+def attention_strip(model: nn.Module, clip_uint8: torch.Tensor, model_clip: torch.Tensor,
                     frame_labels=None) -> Image.Image:
-    """One clip's attention picture: ``clip_uint8`` ``(T,C,H,W)`` as shown, ``normalised_clip``
-    ``(C,T,H,W)`` (or ``(1,C,T,H,W)``) as the model takes it. Runs the model in eval mode and puts
+    """One clip's attention picture: ``clip_uint8`` ``(T,C,H,W)`` as shown, ``model_clip``
+    ``(C,T,H,W)`` (or ``(1,C,T,H,W)``) as the model takes it (uint8, or float already normalised). Runs the model in eval mode and puts
     its training mode back, so a trainer can log it (``SummaryWriter.add_image``, HWC)."""
-    clip = normalised_clip[0] if normalised_clip.dim() == 5 else normalised_clip
+    clip = model_clip[0] if model_clip.dim() == 5 else model_clip
     was_training = model.training
     model.eval()
     try:

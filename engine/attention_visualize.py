@@ -46,7 +46,8 @@ def clip_frame_indices(cfg, num_frames: int) -> np.ndarray:
 
 def load_clip(cfg, path: str):
     """A video file or a frame folder -> ``(frames uint8 (T,C,H,W) as the model sees them,
-    normalised clip (C,T,H,W), source frame indices)``, with the config's test transform."""
+    uint8 clip (C,T,H,W) for the model (which normalises it), source frame indices)``, with the
+    config's test transform."""
     from datasets.action_transforms import build_action_transform
     from datasets.tracklet_dataset import read_frames
     from datasets.transforms import build_reid_transform
@@ -62,13 +63,11 @@ def load_clip(cfg, path: str):
             idx = clip_frame_indices(cfg, video.num_frames)
             raw = video.read(idx)
     if cfg.TASK == "action":
-        transform = build_action_transform(False, crop_size=d.CROP_SIZE, short_side=d.SHORT_SIDE, mean=d.MEAN, std=d.STD)
+        transform = build_action_transform(False, crop_size=d.CROP_SIZE, short_side=d.SHORT_SIDE)
     else:
-        transform = build_reid_transform(d.HEIGHT, d.WIDTH, False, mean=d.MEAN, std=d.STD)
-    clip = transform(raw)                                                    # (C, T, H, W)
-    mean, std = torch.tensor(d.MEAN)[:, None, None, None], torch.tensor(d.STD)[:, None, None, None]
-    shown = ((clip * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).transpose(0, 1).contiguous()
-    return shown, clip, idx
+        transform = build_reid_transform(d.HEIGHT, d.WIDTH, False)
+    clip = transform(raw)                                                    # uint8 (C, T, H, W)
+    return clip.transpose(0, 1).contiguous(), clip, idx
 
 
 def visualize_attention(config: str, checkpoint: str, input: str, out_png: str, overrides=()) -> str:

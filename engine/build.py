@@ -32,9 +32,11 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
     agg = build_aggregator(cfg.MODEL.AGGREGATOR.NAME, backbone.out_channels, cfg.DATA.SEQ_LEN,
                            _kwargs(cfg.MODEL.AGGREGATOR.KWARGS))
     if cfg.TASK == "reid":
-        return VideoReIDNet(backbone, agg, num_classes, neck=cfg.MODEL.HEAD.NECK, neck_feat=cfg.MODEL.HEAD.NECK_FEAT)
+        return VideoReIDNet(backbone, agg, num_classes, neck=cfg.MODEL.HEAD.NECK, neck_feat=cfg.MODEL.HEAD.NECK_FEAT,
+                            mean=cfg.DATA.MEAN, std=cfg.DATA.STD)
     if cfg.TASK == "action":
-        return VideoClassifier(backbone, agg, num_classes, dropout=cfg.MODEL.HEAD.DROPOUT)
+        return VideoClassifier(backbone, agg, num_classes, dropout=cfg.MODEL.HEAD.DROPOUT, mean=cfg.DATA.MEAN,
+                               std=cfg.DATA.STD)
     raise ValueError(f"TASK must be 'reid' or 'action', got {cfg.TASK!r}")
 
 
@@ -93,8 +95,8 @@ def build_reid_data(cfg, rank: int = 0, world: int = 1):
         raise ValueError(f"re-ID data must be DATA.DATASET 'mars', got {cfg.DATA.DATASET!r}")
     d = cfg.DATA
     mars = MARS(d.ROOT)
-    t_train = build_reid_transform(d.HEIGHT, d.WIDTH, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN, d.STD)
-    t_test = build_reid_transform(d.HEIGHT, d.WIDTH, False, mean=d.MEAN, std=d.STD)
+    t_train = build_reid_transform(d.HEIGHT, d.WIDTH, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN)
+    t_test = build_reid_transform(d.HEIGHT, d.WIDTH, False)
     train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, seed=cfg.SEED)
     sampler = RandomIdentitySampler([t.pid for t in mars.train], d.NUM_IDS, d.NUM_INSTANCES, seed=cfg.SEED,
                                     num_replicas=world, rank=rank)

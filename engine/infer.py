@@ -61,11 +61,10 @@ class _ClipRunner:
         self.reid = cfg.TASK == "reid"
         if self.reid:
             from datasets.transforms import build_reid_transform
-            self.transform = build_reid_transform(d.HEIGHT, d.WIDTH, False, mean=d.MEAN, std=d.STD)
+            self.transform = build_reid_transform(d.HEIGHT, d.WIDTH, False)
         else:
             from datasets.action_transforms import build_action_transform
-            self.transform = build_action_transform(False, crop_size=d.CROP_SIZE, short_side=d.SHORT_SIDE,
-                                                    mean=d.MEAN, std=d.STD)
+            self.transform = build_action_transform(False, crop_size=d.CROP_SIZE, short_side=d.SHORT_SIDE)
             self.names = _class_names(checkpoint, model.head.fc.out_features)
 
     def decode_size(self, path: str):
@@ -81,7 +80,8 @@ class _ClipRunner:
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, T, C, H, W) -> (B, K) class probabilities or (B, D) embeddings, float32 on the CPU."""
+        """uint8 (B, T, C, H, W) -> (B, K) class probabilities or (B, D) embeddings, float32 on the CPU.
+        The clips stay uint8 until the model, which normalises them on its device."""
         b, t = frames.shape[:2]
         if self.reid:  # the re-ID transform maps (T, C, H, W) frames to one (C, T, H, W) clip
             clips = self.transform(frames.flatten(0, 1))

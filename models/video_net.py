@@ -1,10 +1,13 @@
-"""Clip models: backbone -> frame maps ``(N,C,T,H,W)`` -> aggregator -> ``(N,D)`` -> head."""
+"""Clip models: uint8 clips -> ``InputNormalize`` -> backbone -> frame maps ``(N,C,T,H,W)`` ->
+aggregator -> ``(N,D)`` -> head. Both nets take the datasets' uint8 clips ``(N,C,T,H,W)`` and
+normalise them on their own device (``mean``/``std``); float clips count as already normalised."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from .heads import BNNeck, LinearHead, call_aggregator
+from .input_norm import IMAGENET_MEAN, IMAGENET_STD, InputNormalize
 
 
 class VideoReIDNet(nn.Module):
@@ -15,8 +18,9 @@ class VideoReIDNet(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, aggregator: nn.Module, num_classes: int, neck: bool = True,
-                 neck_feat: str = "after"):
+                 neck_feat: str = "after", mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
+        self.normalize = InputNormalize(mean, std)
         self.backbone, self.aggregator = backbone, aggregator
         dim = aggregator.out_channels
         self.head = BNNeck(dim, num_classes, neck=neck)
@@ -26,7 +30,7 @@ class VideoReIDNet(nn.Module):
                                         getattr(aggregator, "aux_feature_dims", {}).items()})
 
     def forward(self, clips: torch.Tensor):
-        maps = self.backbone(clips)
+        maps = self.backbone(self.normalize(clips))
         feat, aux = call_aggregator(self.aggregator, maps, return_aux=self.training)
         if not self.training:
             _, before, after = self.head(feat)
@@ -45,13 +49,15 @@ class VideoClassifier(nn.Module):
     """Action recognition network: backbone, aggregator (TSN average by default), linear head.
     Training forward returns ``{"logits", "aux_losses"}``; eval forward returns logits."""
 
-    def __init__(self, backbone: nn.Module, aggregator: nn.Module, num_classes: int, dropout: float = 0.5):
+    def __init__(self, backbone: nn.Module, aggregator: nn.Module, num_classes: int, dropout: float = 0.5,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
+        self.normalize = InputNormalize(mean, std)
         self.backbone, self.aggregator = backbone, aggregator
         self.head = LinearHead(aggregator.out_channels, num_classes, dropout)
 
     def forward(self, clips: torch.Tensor):
-        feat, aux = call_aggregator(self.aggregator, self.backbone(clips), return_aux=self.training)
+        feat, aux = call_aggregator(self.aggregator, self.backbone(self.normalize(clips)), return_aux=self.training)
         logits = self.head(feat)
         if not self.training:
             return logits

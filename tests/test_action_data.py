@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets.action_dataset import ActionClipDataset, build_action_dataset, filter_readable
-from datasets.action_transforms import IMAGENET_MEAN, IMAGENET_STD, MultiScaleCrop, build_action_transform
+from datasets.action_transforms import MultiScaleCrop, build_action_transform
 from datasets.clip_sampling import ClipSampler, dense_clip, tsn_segments, uniform_clips, window_seconds
 from datasets.hmdb51 import HMDB51
 from datasets.synthetic_action import (COLOURS, class_names, render_clip, write_synthetic_hmdb51,
@@ -253,34 +253,32 @@ def test_train_transform_uses_one_draw_per_clip(mode):
     transform = build_action_transform(True, crop_size=24, short_side=32, mode=mode)
     base = _random_frames()
     ramp = base + torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1) * 8           # frame t = base + 8 t
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     for seed in range(8):
         torch.manual_seed(seed)
         out = transform(base)
-        assert out.shape == (3, 6, 24, 24) and out.dtype == torch.float32
+        assert out.shape == (3, 6, 24, 24) and out.dtype == torch.uint8 and out.is_contiguous()
         assert torch.equal(out, out[:, :1].expand_as(out))                        # identical frames stay identical
         torch.manual_seed(seed)
-        out = transform(ramp)
-        step = (out[:, 1:] - out[:, :-1]) * std[:, None] * 255                     # linear ops: +8 per frame
+        out = transform(ramp).float()
+        step = out[:, 1:] - out[:, :-1]                                            # linear ops: +8 per frame
         assert torch.allclose(step, torch.full_like(step, 8.0), atol=1.0)
 
 
 def test_test_transforms_match_hand_crops():
     frames = torch.randint(0, 256, (4, 3, 24, 40), dtype=torch.uint8)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
 
-    def norm(x):  # (T, C, H, W) uint8 -> normalised (C, T, H, W)
-        return (x.permute(1, 0, 2, 3).float() / 255 - mean) / std
+    def layout(x):  # (T, C, H, W) -> (C, T, H, W), uint8 as the models take it
+        return x.permute(1, 0, 2, 3)
 
     centre = build_action_transform(False, crop_size=16, short_side=24)(frames)      # resize is a no-op here
-    assert torch.allclose(centre, norm(frames[..., 4:20, 12:28]), atol=1e-5)
+    assert centre.dtype == torch.uint8 and torch.equal(centre, layout(frames[..., 4:20, 12:28]))
     three = build_action_transform(False, crop_size=24, num_crops=3)(frames)
     assert three.shape == (3, 3, 4, 24, 24)
     for crop, left in zip(three, (0, 8, 16)):
-        assert torch.allclose(crop, norm(frames[..., left:left + 24]), atol=1e-5)
+        assert torch.equal(crop, layout(frames[..., left:left + 24]))
     portrait = frames.transpose(-1, -2)
     for crop, top in zip(build_action_transform(False, crop_size=24, num_crops=3)(portrait), (0, 8, 16)):
-        assert torch.allclose(crop, norm(portrait[..., top:top + 24, :]), atol=1e-5)
+        assert torch.equal(crop, layout(portrait[..., top:top + 24, :]))
     views = build_action_transform(False, crop_size=24, num_crops=3)(torch.stack([frames, frames.flip(0)]))
     assert views.shape == (2, 3, 3, 4, 24, 24) and torch.equal(views[1], views[0].flip(2))
 
@@ -308,7 +306,7 @@ def test_dataset_items_train_and_multiview(tiny_ucf):
     samples = UCF101(tiny_ucf[0]).samples
     train = build_action_dataset(samples, True, mode="tsn", clip_len=4, crop_size=24, short_side=32)
     clip, label, index = train[3]
-    assert clip.shape == (3, 4, 24, 24) and clip.dtype == torch.float32 and (label, index) == (samples[3][1], 3)
+    assert clip.shape == (3, 4, 24, 24) and clip.dtype == torch.uint8 and (label, index) == (samples[3][1], 3)
     test = build_action_dataset(samples, False, mode="dense", clip_len=4, stride=2, num_clips=2, num_crops=3,
                                 crop_size=24)
     views, label, index = test[5]
@@ -345,18 +343,3 @@ def test_corrupt_video_is_skipped_and_reported_once(tiny_ucf, tmp_path, caplog):
     all_bad = ActionClipDataset([(bad, 0)] * 3, ClipSampler("tsn", 2))
     with pytest.raises(RuntimeError, match="unreadable"):
         all_bad[0]
-
-
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
-def test_one_pass_normalisation_equals_torchvision_chain(dtype):
-    from torchvision import tv_tensors
-    from torchvision.transforms import v2
-    from datasets.action_transforms import NormalizeToModelLayout
-    x = torch.randint(0, 256, (2, 5, 3, 9, 7), dtype=torch.uint8)
-    x = x if dtype == torch.uint8 else x.float() / 255
-    video = tv_tensors.Video(x)
-    chain = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))])
-    want = chain(video).as_subclass(torch.Tensor).transpose(-4, -3)
-    got = NormalizeToModelLayout(IMAGENET_MEAN, IMAGENET_STD)(video)
-    assert got.shape == (2, 3, 5, 9, 7) and got.is_contiguous() and got.dtype == torch.float32
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

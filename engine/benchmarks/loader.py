@@ -170,7 +170,7 @@ class PTVTransform:
     import): uniform temporal subsample, /255, short-side resize, random crop, normalise."""
 
     def __init__(self, num_frames: int, crop: int):
-        from datasets.action_transforms import IMAGENET_MEAN, IMAGENET_STD
+        from models.input_norm import IMAGENET_MEAN, IMAGENET_STD
         self.num_frames, self.crop, self.short = num_frames, crop, decode_size(crop)[0]
         self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
 
