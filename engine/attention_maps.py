@@ -90,7 +90,7 @@ def _cbam(site, x, y):
 def _bam(site, x, y):
     mc = site.taken("channel_bn")[:, :, None, None]
     ms = site.taken("spatial")
-    m = torch.sigmoid(mc + ms if site.module.combine == "add" else mc * ms)
+    m = site.module.merge(mc, ms)
     return m.mean(1), "gate M, channel mean", True, None
 
 

@@ -24,7 +24,7 @@ def test_gradients_reach_input_and_every_parameter(name):
 
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("name,kwargs", [(n, {}) for n in NAMES]
-                         + [("bam", dict(combine="mul")), ("scse", dict(aggregation="max")),
+                         + [("bam", dict(variant="official")), ("scse", dict(aggregation="max")),
                             ("scse", dict(aggregation="mul")), ("triplet", dict(no_spatial=True)),
                             ("cbam", dict(kernel_size=3))])
 def test_matches_reference_formulation(name, kwargs, training):
@@ -76,26 +76,82 @@ def test_bam_defaults():
     dilated = [m for m in bam.spatial if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
     assert len(dilated) == 2 and all(m.dilation == (4, 4) and m.padding == (4, 4) for m in dilated)
     assert bam.spatial[0].out_channels == 4 and bam.channel_mlp[0].out_features == 4
-    assert bam.combine == "add"
+    assert bam.variant == "paper"
 
 
+def bam_params(c, official, r=16):
+    """Counted by hand from the paper's Eq. 2-3 / the official file (hidden width h = C / r)."""
+    h = c // r
+    mlp = (c * h + h) + (h * c + c)
+    spatial = (c * h + h) + 2 * h + 2 * (9 * h * h + h + 2 * h) + (h + 1)
+    return mlp + spatial + (2 * h if official else 2 * c + 2)
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_bam_parameter_counts_in_resnet50(variant):
+    """Three BAMs (256, 512, 1024 channels) on ResNet-50's 25,557,032: the paper's table says
+    25.92M; the official variant lands at 25.915M (both round to 25.92M)."""
+    counts = [num_params(build_attention("bam", channels=c, variant=variant)) for c in (256, 512, 1024)]
+    assert counts == [bam_params(c, variant == "official") for c in (256, 512, 1024)]
+    total = 25_557_032 + sum(counts)
+    assert total == {"paper": 25_918_465, "official": 25_915_099}[variant]
+    assert round(total / 1e6, 2) == 25.92
+
+
+def test_bam_official_layout_and_init():
+    bam = build_attention("bam", channels=64, variant="official")
+    assert isinstance(bam.channel_mlp[1], torch.nn.BatchNorm1d) and bam.channel_mlp[1].num_features == 4
+    assert isinstance(bam.channel_bn, torch.nn.Identity)
+    assert isinstance(bam.spatial[-1], torch.nn.Conv2d) and bam.spatial[-1].out_channels == 1
+    biases = [m.bias for m in bam.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(biases) == 6 and not any(b.any() for b in biases)
+    with pytest.raises(ValueError, match="variant"):
+        build_attention("bam", channels=64, variant="sum")
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
 @pytest.mark.parametrize("size", [(15, 9), (7, 7), (8, 4), (3, 2), (1, 1)])
-def test_bam_odd_and_tiny_maps(size):
-    bam = randomize(build_attention("bam", channels=C)).eval()
+def test_bam_odd_and_tiny_maps(size, variant):
+    bam = randomize(build_attention("bam", channels=C, variant=variant)).eval()
     x = torch.randn(2, C, *size)
     y = bam(x)
     assert y.shape == x.shape
     torch.testing.assert_close(y, REFERENCES["bam"](bam, x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("combine", ["add", "mul"])
-def test_bam_output_is_f_plus_f_times_m(combine):
-    bam = randomize(build_attention("bam", channels=C, combine=combine)).eval()
-    x = torch.randn(2, C, 9, 5)
-    mc = bam.channel_bn(bam.channel_mlp(x.mean((2, 3))))[:, :, None, None]
-    ms = bam.spatial(x)
-    m = torch.sigmoid(mc + ms) if combine == "add" else torch.sigmoid(mc * ms)
-    torch.testing.assert_close(bam(x), x + x * m)
+def test_bam_paper_by_hand():
+    """``F + F * sigmoid(BN(MLP(gap)) + BN(spatial))`` with fresh eval BNs (x / sqrt(1 + eps))."""
+    bam = build_attention("bam", channels=C, num_dilated_convs=0).eval()
+    x = torch.randn(2, C, 5, 3)
+    s = 1 / math.sqrt(1 + 1e-5)
+    fc0, fc1 = bam.channel_mlp[0], bam.channel_mlp[2]
+    conv0, conv1 = bam.spatial[0], bam.spatial[3]
+    with torch.no_grad():
+        mc = fc1(torch.relu(fc0(x.mean((2, 3))))) * s
+        ms = torch.einsum("oc,bchw->bohw", conv1.weight[:, :, 0, 0], torch.relu(
+            (torch.einsum("oc,bchw->bohw", conv0.weight[:, :, 0, 0], x) + conv0.bias[:, None, None]) * s))
+        ms = (ms + conv1.bias[:, None, None]) * s
+        torch.testing.assert_close(bam(x), x + x * torch.sigmoid(mc[:, :, None, None] + ms))
+
+
+def test_bam_official_by_hand():
+    """``F * (1 + sigmoid((fc1 relu(BN(fc0 gap))) * conv(...)))``, no BN after either branch."""
+    bam = randomize(build_attention("bam", channels=C, num_dilated_convs=0, variant="official")).eval()
+    x = torch.randn(2, C, 5, 3)
+    fc0, bn, fc1 = bam.channel_mlp[0], bam.channel_mlp[1], bam.channel_mlp[3]
+    conv0, bn0, conv1 = bam.spatial[0], bam.spatial[1], bam.spatial[3]
+
+    def norm(bn_layer, v, shape):
+        return ((v - bn_layer.running_mean.view(shape)) / (bn_layer.running_var.view(shape) + 1e-5).sqrt()
+                * bn_layer.weight.view(shape) + bn_layer.bias.view(shape))
+
+    with torch.no_grad():
+        mc = fc1(torch.relu(norm(bn, fc0(x.mean((2, 3))), (1, -1))))
+        hid = torch.einsum("oc,bchw->bohw", conv0.weight[:, :, 0, 0], x) + conv0.bias[:, None, None]
+        ms = torch.einsum("oc,bchw->bohw", conv1.weight[:, :, 0, 0], torch.relu(norm(bn0, hid, (1, -1, 1, 1))))
+        ms = ms + conv1.bias[:, None, None]
+        torch.testing.assert_close(bam(x), x * (1 + torch.sigmoid(mc[:, :, None, None] * ms)),
+                                   rtol=1e-4, atol=1e-5)
 
 
 # ---- scSE -------------------------------------------------------------------------------

@@ -210,11 +210,18 @@ def ref_cbam(m, x):
 
 
 def ref_bam(m, x):
-    fc1, fc2 = m.channel_mlp[0], m.channel_mlp[2]
-    mc = batch_norm(m.channel_bn, linear(torch.relu(linear(spatial_mean(x), fc1)), fc2))[:, :, None, None]
+    """Paper: ``Mc = BN_C(fc1 relu(fc0 gap))``, ``Ms`` ends in a one-channel BN, ``sigmoid(Mc + Ms)``.
+    Official code: ``Mc = fc1 relu(BN_{C/r}(fc0 gap))``, no BN after the last 1x1 conv of ``Ms``,
+    ``sigmoid(Mc * Ms)``. Both: ``F + F * M``."""
+    official = m.variant == "official"
+    fc0, fc1 = m.channel_mlp[0], m.channel_mlp[-1]
+    hidden = linear(spatial_mean(x), fc0)
+    if official:
+        mc = linear(torch.relu(batch_norm(m.channel_mlp[1], hidden)), fc1)
+    else:
+        mc = batch_norm(m.channel_bn, linear(torch.relu(hidden), fc1))
     ms = x
-    layers = list(m.spatial)
-    for layer in layers:
+    for layer in m.spatial:
         if isinstance(layer, torch.nn.Conv2d):
             ms = conv2d_unfold(ms, layer.weight, layer.bias, padding=layer.padding[0],
                                dilation=layer.dilation[0])
@@ -222,7 +229,9 @@ def ref_bam(m, x):
             ms = batch_norm(layer, ms)
         else:
             ms = torch.relu(ms)
-    att = torch.sigmoid(mc + ms if m.combine == "add" else mc * ms)
+    assert ms.shape[1] == 1 and (official == (not isinstance(m.spatial[-1], torch.nn.BatchNorm2d)))
+    mc = mc[:, :, None, None]
+    att = torch.sigmoid(mc * ms) if official else torch.sigmoid(mc + ms)
     return x + x * att
 
 

@@ -71,41 +71,64 @@ class BAM(nn.Module):
     Park, Woo, Lee, Kweon, "BAM: Bottleneck Attention Module", BMVC 2018,
     https://arxiv.org/abs/1807.06514
 
-    ``Mc = BN(MLP(AvgPool(F)))`` (``C -> C/r -> C``, Eq. 2),
+    ``variant="paper"`` (default), Eq. 1-4 of the paper:
+    ``Mc = BN(W1 relu(W0 AvgPool(F) + b0) + b1)`` (``C -> C/r -> C``, BN over the ``C`` outputs),
     ``Ms = BN(f1x1(f3x3(f3x3(f1x1(F)))))`` (``C -> C/r``, two 3x3 convs with dilation ``d``,
-    ``C/r -> 1``, Eq. 3; hidden convs followed by BN + ReLU as in the official code),
-    ``M = sigmoid(Mc + Ms)`` broadcast to ``C x H x W`` (Eq. 4), ``F' = F + F * M`` (Eq. 1).
-    Defaults ``r = 16``, ``d = 4``. ``combine="mul"`` gives the official code's
-    ``sigmoid(Mc * Ms)``; the paper's sum is the default. Padding ``d`` keeps every map size
-    (odd and tiny ones included). Placed once at the end of a stage (between stages).
-    The channel BN normalises the pooled vectors over the batch, so training needs B > 1.
-    The survey article's snippet (three MLP layers, dilation 2 with padding 1) differs: the
-    paper wins.
+    ``C/r -> 1``, BN over the one-channel map), ``M = sigmoid(Mc + Ms)`` broadcast to
+    ``C x H x W``, ``F' = F + F * M``. The equations show no hidden activations; the ReLU in the
+    MLP and the BN + ReLU after each hidden conv of the spatial branch come from the official
+    code. ResNet-50 with three BAMs (after stages 1-3): 25.918M parameters (paper: 25.92M).
+
+    ``variant="official"``, the released ``MODELS/bam.py`` (Jongchan/attention-module):
+    ``Mc = W1 relu(BN(W0 AvgPool(F) + b0)) + b1`` (BN inside the MLP on the ``C/r`` hidden
+    units, none after it), ``Ms = f1x1(...)`` with no final BN, ``M = sigmoid(Mc * Ms)`` (the
+    product, not the paper's sum), ``F' = F * (1 + M)``; its ResNet zeroes every bias and draws
+    the conv weights from kaiming-normal (fan-out), reproduced here. ResNet-50 + 3 BAMs:
+    25.915M parameters. Differences from that file: its channel pooling uses a square
+    ``H x H`` average-pool window (wrong on non-square maps, which re-ID has), here the global
+    mean; its ``ChannelGate`` reads an undefined ``gate_activation`` (a NameError as released).
+
+    Defaults ``r = 16``, ``d = 4``, padding ``d`` keeps every map size (odd and tiny ones
+    included). Placed once at the end of a stage (between stages). The channel BN normalises
+    pooled vectors over the batch, so training needs B > 1. The survey article's snippet (three
+    MLP layers, dilation 2 with padding 1) differs: the paper wins.
     """
 
     placement = "stage_end"
+    VARIANTS = ("paper", "official")
 
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4,
-                 num_dilated_convs: int = 2, combine: str = "add"):
+                 num_dilated_convs: int = 2, variant: str = "paper"):
         super().__init__()
-        if combine not in ("add", "mul"):
-            raise ValueError(f"bam: combine must be 'add' (paper) or 'mul' (official code), got {combine!r}")
-        self.combine = combine
+        if variant not in self.VARIANTS:
+            raise ValueError(f"bam: variant must be one of {self.VARIANTS}, got {variant!r}")
+        self.variant = variant
+        official = variant == "official"
         hidden = max(1, channels // reduction)
-        self.channel_mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels))
-        self.channel_bn = nn.BatchNorm1d(channels)
+        mlp = [nn.Linear(channels, hidden)] + ([nn.BatchNorm1d(hidden)] if official else [])
+        self.channel_mlp = nn.Sequential(*mlp, nn.ReLU(), nn.Linear(hidden, channels))
+        self.channel_bn = nn.Identity() if official else nn.BatchNorm1d(channels)
         layers = [nn.Conv2d(channels, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU()]
         for _ in range(num_dilated_convs):
             layers += [nn.Conv2d(hidden, hidden, 3, padding=dilation, dilation=dilation),
                        nn.BatchNorm2d(hidden), nn.ReLU()]
-        layers += [nn.Conv2d(hidden, 1, 1), nn.BatchNorm2d(1)]
+        layers += [nn.Conv2d(hidden, 1, 1)] + ([] if official else [nn.BatchNorm2d(1)])
         self.spatial = nn.Sequential(*layers)
+        if official:
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.zeros_(m.bias)
+
+    def merge(self, mc: torch.Tensor, ms: torch.Tensor) -> torch.Tensor:
+        """``M`` from the channel ``(B, C, 1, 1)`` and spatial ``(B, 1, H, W)`` maps."""
+        return torch.sigmoid(mc * ms if self.variant == "official" else mc + ms)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The attention map ``M`` broadcastable to ``x``."""
         mc = self.channel_bn(self.channel_mlp(spatial_mean(x)))[:, :, None, None]
-        ms = self.spatial(x)
-        return torch.sigmoid(mc + ms if self.combine == "add" else mc * ms)
+        return self.merge(mc, self.spatial(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * (1.0 + self.attention(x))
