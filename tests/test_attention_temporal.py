@@ -215,12 +215,44 @@ def test_tam_in_resnet2d_forward_backward():
 
 def test_gltr_defaults_follow_the_paper():
     gltr = build_attention("gltr", channels=64)
+    assert gltr.variant == "paper" and not gltr.keep_input and gltr.dropout.p == 0.0
     assert [conv.dilation[0] for conv in gltr.pyramid] == [1, 2, 4]
     assert [conv.padding[0] for conv in gltr.pyramid] == [1, 2, 4]
     assert all(conv.weight.shape == (128, 128, 3) and conv.bias is None for conv in gltr.pyramid)
     assert gltr.out_channels == 384 and gltr.theta.out_features == 192  # alpha = 2
-    released = build_attention("gltr", channels=64, dilations=(1, 2, 3), keep_input=True)
-    assert released.out_channels == 512
+    with pytest.raises(ValueError, match="variant"):
+        build_attention("gltr", channels=64, variant="released")
+
+
+def test_gltr_official_variant_is_the_released_network():
+    """The released ``resnet.py``: 2048 -> 128 ``feat``; ``feat1-3`` = Conv2d(1, 128, (3, 128)),
+    dilations (1, 2, 3) over time; ``cat(x0, x1, x2, x3)`` (512); NonLocalBlock1D(512) with
+    inter 256 and W = conv + BN; ``mean`` over time. Retyped with its own ops and axes."""
+    gltr = randomize(build_attention("gltr", channels=2048, variant="official"), scale=0.05).eval()
+    assert gltr.out_channels == 512 and gltr.theta.out_features == 256 and gltr.dropout.p == 0.0
+    assert [conv.dilation[0] for conv in gltr.pyramid] == [1, 2, 3]
+    frames = 16
+    x = torch.randn(2, 2048, frames, 2, 1)
+    with torch.no_grad():
+        feat = gltr.embed(x.mean((3, 4)).transpose(1, 2).reshape(2 * frames, 2048))  # (N*T, 128)
+        seq = feat.view(2, frames, -1)
+        x0 = seq.transpose(1, 2)
+        img = seq.unsqueeze(1)                                                          # (N, 1, T, 128)
+        outs = [torch.nn.functional.conv2d(img, conv.weight.permute(0, 2, 1).unsqueeze(1),
+                                           dilation=(r, 1), padding=(r, 0)).squeeze(3)
+                for conv, r in zip(gltr.pyramid, (1, 2, 3))]
+        r = torch.cat([x0] + outs, dim=1)                                               # (N, 512, T)
+
+        def conv1x1(layer, v):
+            return torch.nn.functional.conv1d(v, layer.weight[:, :, None], layer.bias)
+
+        theta, phi, g = (conv1x1(layer, r) for layer in (gltr.theta, gltr.phi, gltr.g))
+        attn = torch.softmax(torch.matmul(theta.permute(0, 2, 1), phi), dim=-1)
+        y = torch.matmul(attn, g.permute(0, 2, 1)).permute(0, 2, 1)
+        w_y = torch.nn.functional.batch_norm(conv1x1(gltr.w, y), gltr.w_bn.running_mean, gltr.w_bn.running_var,
+                                             gltr.w_bn.weight, gltr.w_bn.bias, False, 0.0, gltr.w_bn.eps)
+        expected = (w_y + r).mean(dim=2)
+        torch.testing.assert_close(gltr(x), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_gltr_temporal_self_attention_starts_as_identity():

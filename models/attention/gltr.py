@@ -17,34 +17,57 @@ class GLTR(nn.Module):
     Li, Wang, Tian, Gao, Zhang, "Global-Local Temporal Representations For Video Person
     Re-Identification", ICCV 2019, https://arxiv.org/abs/1908.10049
 
-    * frame features ``f_t = FC(GAP(X_t))``, ``C -> d`` (``embed_dim = 128``, the released
-      code's reduction of the 2048-d ResNet-50 features; ``embed_dim=None`` keeps ``d = C``);
-    * Dilated Temporal Pyramid (short-term cues): ``N`` parallel temporal convolutions, width
-      ``w = 3``, dilation ``r_k``, ``d -> d`` each, no bias, zero padding ``r_k`` so that every
-      branch keeps ``T`` positions: ``f^(r)_t = sum_i W^(r)_i f_{t + r (i - 1)}``;
-      ``R = [F^(r_1); ...; F^(r_N)]`` has ``N d`` channels (no per-branch reduction: each branch
-      keeps ``d``). ``dilations = (1, 2, 4)`` (paper, ``r_k = 2^(k-1)``); the released code used
-      ``(1, 2, 3)`` and also concatenated the undilated input features (``keep_input=True``);
-    * Temporal Self-Attention (long-term cues): ``B = theta(R)``, ``C = phi(R)``,
-      ``R' = g(R)`` (1x1 convs, ``N d -> N d / alpha``, ``alpha = 2``),
-      ``M = softmax(B^T C)`` over the ``T`` positions (no ``1/sqrt(d)`` scaling, as in the
-      released code), ``F = Dropout(W * (R' M)) + R`` with ``W`` a 1x1 conv + BN whose scale starts
-      at 0 (released code), so TSA starts as the identity. Run through
+    * frame features ``f_t = FC(GAP(X_t))``, ``C -> d``, ``d = 128`` (paper Sec. 4.2: "a
+      d=128-dim feature from each video frame"; the released code's ``feat`` layer, kaiming
+      fan-out, bias 0); ``embed_dim=None`` keeps ``d = C``;
+    * Dilated Temporal Pyramid (Sec. 3.2): ``N`` parallel temporal convolutions, width ``w = 3``,
+      dilation ``r_k``, ``d -> d`` each, no bias, zero padding ``r_k`` so that every branch keeps
+      ``T`` positions: ``f^(r)_t = sum_i W^(r)_i f_{t + r (i - 1)}``;
+      ``R = [F^(r_1); ...; F^(r_N)]``, ``N d`` channels;
+    * Temporal Self-Attention (Sec. 3.3): ``B = theta(R)``, ``C = phi(R)``, ``R' = g(R)`` (1x1
+      convs ``N d -> N d / alpha``, ``alpha = 2``), ``M = softmax(B^T C)`` over the ``T``
+      positions (no ``1/sqrt(d)``), ``F = W * (R' M) + R`` with ``W`` a 1x1 conv + BN whose
+      scale and shift start at 0 (released code), so TSA starts as the identity; run through
       ``scaled_dot_product_attention`` with ``scale=1``;
-    * ``GLTR = mean_t F_t``: ``out_channels = N d`` (384 by default; 512 with ``keep_input``).
+    * ``GLTR = mean_t F_t`` (``out_channels = N d``).
 
-    Init as the released code: DTP weights ``N(0, 0.001)``, FC kaiming (fan_out), bias 0.
-    ``dropout`` (0.1) acts on the TSA branch before the residual sum; its rate is our choice
-    (not checked against the paper's text). Any clip length works; the output depends on the
-    frame order (the dilated convolutions see it). MARS (paper): rank-1 87.0, mAP 78.5.
+    Which values come from where:
+
+    ==========================  ==============================  ================================
+    value                       ``variant="paper"`` (default)   ``variant="official"``
+    ==========================  ==============================  ================================
+    dilations                   (1, 2, 4): ``r_k = 2^(k-1)``,   (1, 2, 3) (``feat1-3`` in the
+                                Sec. 3.2 as we read it (1)      released ``resnet.py``)
+    undilated ``f`` in ``R``    no: ``R`` holds the N branches  yes (``x0``): 4 x 128 = 512-d
+    output size                 N d = 384                       512
+    dropout in TSA              none                            none
+    frames per clip             16 adjacent (Sec. 4.2)          16 consecutive (``frames=16``);
+                                                                the whole tracklet at test
+    ==========================  ==============================  ================================
+
+    (1) the stored copies of the paper reachable while writing this hold its abstract and the
+    implementation paragraph (d = 128, 16 adjacent frames, batch 10, softmax loss, 256x128) but
+    not Sec. 3.2, so the dilations could not be re-checked there. ``dilations``, ``keep_input``
+    and ``dropout`` override a variant; ``dropout`` (default 0, as both) would act on the TSA
+    branch before the residual sum (the released code's only dropout, 0.5, sits in its
+    training classifier head). Init as the released code: DTP weights ``N(0, 0.001)``. Any
+    clip length works; the output depends on the frame order. MARS (paper): rank-1 87.0,
+    mAP 78.5.
     """
 
     any_length = True
+    VARIANTS = {"paper": dict(dilations=(1, 2, 4), keep_input=False),
+                "official": dict(dilations=(1, 2, 3), keep_input=True)}
 
-    def __init__(self, channels: int, embed_dim: int | None = 128, dilations: Sequence[int] = (1, 2, 4),
-                 kernel_size: int = 3, reduction: int = 2, dropout: float = 0.1, keep_input: bool = False,
-                 num_frames: int | None = None):
+    def __init__(self, channels: int, embed_dim: int | None = 128, variant: str = "paper",
+                 dilations: Sequence[int] | None = None, kernel_size: int = 3, reduction: int = 2,
+                 dropout: float = 0.0, keep_input: bool | None = None, num_frames: int | None = None):
         super().__init__()
+        if variant not in self.VARIANTS:
+            raise ValueError(f"gltr: variant must be one of {tuple(self.VARIANTS)}, got {variant!r}")
+        self.variant = variant
+        dilations = tuple(dilations) if dilations is not None else self.VARIANTS[variant]["dilations"]
+        keep_input = keep_input if keep_input is not None else self.VARIANTS[variant]["keep_input"]
         d = embed_dim or channels
         self.embed = nn.Linear(channels, d) if embed_dim else nn.Identity()
         if embed_dim:
