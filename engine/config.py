@@ -6,26 +6,51 @@ from __future__ import annotations
 import difflib
 import os
 
+import yaml
 from fvcore.common.config import CfgNode as _CfgNode
+
+from .errors import ConfigError, ConfigKeyError
 
 
 class CfgNode(_CfgNode):
     """fvcore CfgNode with readable errors for unknown keys and wrong types."""
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
-        if not os.path.isfile(cfg_filename):
-            raise FileNotFoundError(f"config file not found: {cfg_filename!r}")
         loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
         _check_keys(self, loaded, cfg_filename)
         loaded = type(self)(loaded)
         try:
             self.merge_from_other_cfg(loaded)
         except ValueError as e:
-            raise ValueError(f"{cfg_filename}: {e}") from None
+            raise ConfigError(f"{cfg_filename}: {e}") from None
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> dict:
+        """fvcore's loader (``_BASE_`` files relative to the file), with a one-line error for a
+        missing, unreadable, empty or non-mapping file (a ``_BASE_`` file included)."""
+        if os.path.isdir(filename):
+            raise ConfigError(f"config {filename!r} is a folder: pass a YAML file such as configs/mars_stgcn.yaml "
+                              "or a run folder's config.yaml")
+        if not os.path.isfile(filename):
+            raise ConfigError(f"config file not found: {filename!r}")
+        try:
+            with open(filename) as f:
+                raw = yaml.safe_load(f)
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            where = getattr(e, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where is not None else ""
+            raise ConfigError(f"config {filename!r} is not valid YAML{line}: fix the file") from None
+        if raw is None:
+            raise ConfigError(f"config {filename!r} is empty: it must hold a YAML mapping of keys (e.g. "
+                              "'_BASE_: _base_/mars.yaml'), or pass another config")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {filename!r} holds a YAML {type(raw).__name__}, not a mapping of keys: "
+                              "fix the file")
+        return super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe)
 
     def merge_from_list(self, cfg_list: list) -> None:
         if len(cfg_list) % 2:
-            raise ValueError(f"overrides must be KEY VALUE pairs, got an odd number: {cfg_list}")
+            raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd number: {cfg_list}")
         if self.is_frozen():
             raise AttributeError("config is frozen")
         for key, raw in zip(cfg_list[0::2], cfg_list[1::2]):
@@ -38,11 +63,11 @@ class CfgNode(_CfgNode):
             if leaf in node:
                 old = node[leaf]
                 if isinstance(old, _CfgNode):
-                    raise ValueError(f"override {key!r} names a group; set one of its keys instead")
+                    raise ConfigError(f"override {key!r} names a group; set one of its keys instead")
                 try:
                     value = _coerce(value, old, key)
                 except ValueError as e:
-                    raise ValueError(f"override {key} {raw!r}: {e}") from None
+                    raise ConfigError(f"override {key} {raw!r}: {e}") from None
             node[leaf] = value
 
 
@@ -72,10 +97,10 @@ def _valid_keys(node: _CfgNode, prefix: str = "") -> list[str]:
     return out
 
 
-def _unknown(full: str, root: _CfgNode) -> KeyError:
+def _unknown(full: str, root: _CfgNode) -> ConfigKeyError:
     close = difflib.get_close_matches(full, _valid_keys(root), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return KeyError(f"unknown config key {full!r}{hint}")
+    return ConfigKeyError(f"unknown config key {full!r}{hint}")
 
 
 def _check_dotted(root: _CfgNode, dotted: str) -> None:
@@ -96,7 +121,7 @@ def _check_keys(root: _CfgNode, loaded: dict, source: str, node: _CfgNode | None
         full = prefix + k
         if k not in node:
             err = _unknown(full, root)
-            raise KeyError(f"{source}: {err.args[0]}")
+            raise ConfigKeyError(f"{source}: {err.args[0]}")
         if isinstance(v, dict) and isinstance(node[k], _CfgNode):
             _check_keys(root, v, source, node[k], full + ".")
 

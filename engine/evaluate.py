@@ -1,10 +1,9 @@
 """Evaluation of a saved checkpoint (``tools/test.py``)."""
 from __future__ import annotations
 
-import torch
-
 from .build import build_model
-from .checkpoint import checkpoint_classes, load_checkpoint
+from .checkpoint import check_task, checkpoint_classes, load_checkpoint, read_checkpoint
+from .errors import CheckpointError
 from .config import load_config
 from .distributed import resolve_device
 from .tasks import build_task
@@ -16,22 +15,24 @@ def load_trained(config_path: str, checkpoint: str, overrides=(), task_needed: b
     cfg = load_config(config_path, list(overrides))
     setup_logging(None)
     device = resolve_device(cfg.MODEL.DEVICE)
-    task = build_task(cfg, classes=checkpoint_classes(checkpoint)) if task_needed else None
+    ckpt = read_checkpoint(checkpoint)
+    check_task(ckpt, cfg.TASK, checkpoint)
+    task = build_task(cfg, classes=checkpoint_classes(ckpt)) if task_needed else None
     if task is not None:
         num_classes = task.num_classes
     else:
-        num_classes = _num_classes_from_checkpoint(checkpoint)
+        num_classes = _num_classes_from_checkpoint(ckpt, checkpoint)
     model = build_model(cfg, num_classes).to(device)
-    load_checkpoint(checkpoint, model, restore_rng=False)
+    load_checkpoint(checkpoint, model, restore_rng=False, ckpt=ckpt)
     return cfg, task, model.eval(), device
 
 
-def _num_classes_from_checkpoint(path: str) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+def _num_classes_from_checkpoint(ckpt: dict, path: str) -> int:
+    state = ckpt["model"]
     for key in ("head.classifier.weight", "head.fc.weight"):
         if key in state:
             return state[key].shape[0]
-    raise KeyError(f"cannot tell the number of classes from {path!r}")
+    raise CheckpointError(f"cannot tell the number of classes from checkpoint {path!r} (no classifier weights)")
 
 
 def run_test(config_path: str, checkpoint: str, overrides=(), ranks_png: str | None = None) -> dict:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .errors import UserError
 from .evaluate import load_trained
 from .trainer import amp_dtype
 
@@ -47,8 +48,8 @@ def sliding_windows(num_frames: int, clip_len: int, frame_stride: int, window_st
 
 
 def _class_names(checkpoint: str, num_classes: int) -> list[str]:
-    from .checkpoint import checkpoint_classes
-    return checkpoint_classes(checkpoint) or [str(i) for i in range(num_classes)]
+    from .checkpoint import checkpoint_classes, read_checkpoint
+    return checkpoint_classes(read_checkpoint(checkpoint)) or [str(i) for i in range(num_classes)]
 
 
 class _ClipRunner:
@@ -181,6 +182,10 @@ def infer_videos(config: str, checkpoint: str, videos, out: str | None = None, o
     ``DATA.SEQ_LEN`` / ``DATA.FRAME_STRIDE``, ``window_stride`` to the span (windows side by side).
     ``on_result(result)`` is called as each video finishes (e.g. to print it)."""
     from datasets.video_reader import VideoReadError
+    videos = [os.fspath(v) for v in videos]
+    for path in videos:
+        if os.path.isdir(path):
+            raise UserError(f"{path!r} is a folder: pass video files (e.g. {os.path.join(path, '*.mp4')})")
     cfg, _, model, device = load_trained(config, checkpoint, overrides, task_needed=False)
     runner = _ClipRunner(cfg, checkpoint, model, device)
     if runner.reid and not out:

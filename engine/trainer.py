@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from . import distributed as du
 from .build import build_model, build_optimizer, build_scheduler
-from .checkpoint import atomic_save, load_checkpoint, save_checkpoint, unwrap
+from .checkpoint import atomic_save, load_checkpoint, read_checkpoint, save_checkpoint, unwrap
 from .criterion import build_criterion
 from .tasks import build_task
 
@@ -59,6 +59,7 @@ class Trainer:
         self.device = du.resolve_device(cfg.MODEL.DEVICE)
         du.init_from_env(self.device)
         self.rank, self.world = du.rank(), du.world_size()
+        ckpt = read_checkpoint(resume) if resume else None  # a bad file fails before anything is built
         setup_logging(cfg.OUTPUT_DIR)
         seed_everything(cfg.SEED)
         self.task = build_task(cfg, self.rank, self.world)
@@ -76,7 +77,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.start_epoch, self.best = 0, -1.0
         if resume:
-            ckpt = load_checkpoint(resume, self.model, self.optimizer, self.scheduler)
+            ckpt = load_checkpoint(resume, self.model, self.optimizer, self.scheduler, ckpt=ckpt, task=cfg.TASK)
             self.start_epoch, self.best = ckpt["epoch"], ckpt.get("best", -1.0)
             log.info(f"resumed from {resume} after epoch {self.start_epoch}")
         if self.world > 1:

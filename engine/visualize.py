@@ -91,3 +91,21 @@ def draw_confusion_matrix(cm: np.ndarray, classes, out_png: str | None = None, c
         os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
         canvas.save(out_png)
     return canvas
+
+
+def visualize_ranks(config: str, checkpoint: str, out_png: str, overrides=(), num_queries: int = 8,
+                    topk: int = 10) -> tuple[str, str]:
+    """``tools/visualize.py ranks``: evaluate a re-ID checkpoint on the config's query/gallery and
+    draw the ranked gallery of the first queries. Returns (metrics table, PNG path)."""
+    from .config import load_config
+    from .errors import ConfigError
+    from .evaluate import load_trained
+    task = load_config(config, list(overrides)).TASK
+    if task != "reid":
+        raise ConfigError(f"visualize.py ranks draws re-ID rankings, but {config!r} says TASK {task}: pass a "
+                          "re-ID config (for action models see tools/test.py's confusion matrix)")
+    cfg, task, model, device = load_trained(config, checkpoint, overrides)
+    metrics = task.evaluate(model, device)
+    d = task.last_details
+    out = draw_ranked_gallery(d["distmat"], task.dataset.query, task.dataset.gallery, out_png, num_queries, topk)
+    return task.format(metrics, "checkpoint"), out

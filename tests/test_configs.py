@@ -59,6 +59,6 @@ def test_attention_config_trains_on_synthetic_mars(name, tiny_mars, tmp_path):
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     metrics = trainer.fit()
     assert 0 < metrics["mAP"] <= 1
-    state = torch.load(tmp_path / "checkpoints" / "last.pth", weights_only=False)["model"]
+    state = torch.load(tmp_path / "checkpoints" / "last.pth", weights_only=True)["model"]
     attn_keys = [k for k in state if k.startswith(tuple(n + "." for n in inserted))]
     assert attn_keys and any(not torch.equal(state[k], before[k]) for k in attn_keys)   # the block trained

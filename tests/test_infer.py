@@ -133,7 +133,7 @@ def test_reid_checkpoint_gives_clip_embeddings(reid_ckpt, tmp_path):
     # the same windows through the model by hand: decoder-resized frames, re-ID normalisation
     cfg = load_config(REID_CFG, REID_SET)
     model = build_model(cfg, 5)
-    model.load_state_dict(torch.load(reid_ckpt, weights_only=False)["model"])
+    model.load_state_dict(torch.load(reid_ckpt, weights_only=True)["model"])
     frames = video_reader.read_clip(bikes, [30, 32, 34, 36], size=(32, 16)).float() / 255
     mean, std = torch.tensor(cfg.DATA.MEAN).view(3, 1, 1), torch.tensor(cfg.DATA.STD).view(3, 1, 1)
     clip = ((frames - mean) / std).transpose(0, 1)[None]   # (1, C, T, H, W)

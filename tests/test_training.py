@@ -35,12 +35,12 @@ def test_resume_is_exact(tiny_mars, tmp_path):
     first = Trainer(tiny_cfg(root, tmp_path / "b", "SOLVER.MAX_EPOCHS", "2"))
     first.fit(stop_after=1)
     ckpt = str(tmp_path / "b" / "checkpoints" / "last.pth")
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 1
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     resumed = Trainer(tiny_cfg(root, tmp_path / "b", "SOLVER.MAX_EPOCHS", "2"), resume=ckpt)
     assert resumed.start_epoch == 1
     resumed.fit()
-    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pth", weights_only=False)
-    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pth", weights_only=False)
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pth", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -57,7 +57,7 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path):
 
     with pytest.raises(RuntimeError, match="disk full"):
         atomic_save({"v": Boom()}, path)
-    assert torch.load(path)["v"] == 1
+    assert torch.load(path, weights_only=True)["v"] == 1
     assert [f for f in os.listdir(tmp_path)] == ["last.pth"]  # no temporary file left behind
 
 
@@ -84,7 +84,7 @@ def _free_port():
 def test_ddp_two_process_gloo_matches_single_process_emulation(tiny_mars, tmp_path):
     root, _ = tiny_mars
     mp.spawn(_ddp_worker, args=(root, str(tmp_path / "ddp"), _free_port()), nprocs=2, join=True)
-    ddp = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pth", weights_only=False)["model"]
+    ddp = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pth", weights_only=True)["model"]
 
     # The same two rank-local batches per step in one process: gradients averaged (all-reduce),
     # BN buffers taken from rank 0 (DDP broadcasts them at every forward).

@@ -6,20 +6,19 @@
     python tools/benchmark.py loader         # clips/s of our loaders vs pytorchvideo's dataset
     python tools/benchmark.py train-step     # our training step vs a bare PyTorch loop
 """
-import argparse
 import importlib
 import os
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # before torch loads: silences the memory profiler's chatter
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 
 BENCHMARKS = {"reid-eval": "reid_eval", "attention": "attention", "temporal": "temporal",
               "loader": "loader", "train-step": "train_step"}
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bootstrap.parser(__doc__)
     sub = p.add_subparsers(dest="name", required=True)
     modules = {}
     for name, module in BENCHMARKS.items():
@@ -36,4 +35,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    _bootstrap.run(main)

@@ -1,11 +1,10 @@
 """make demo: write the synthetic MARS set (if absent), measure the untrained model, train a
 ResNet-18 per-frame baseline for a few minutes on the CPU and print both mAP/CMC tables."""
-import argparse
 import json
 import os
 import time
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 
 from datasets.synthetic import write_synthetic_mars
 from engine.config import load_config
@@ -14,7 +13,7 @@ from engine.trainer import Trainer
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = _bootstrap.parser(__doc__)
     p.add_argument("--data", default="data/synthetic_mars")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--config", default=os.path.join(os.path.dirname(__file__), "..", "configs", "demo_mars_r18.yaml"))
@@ -43,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    _bootstrap.run(main)

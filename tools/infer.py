@@ -11,16 +11,15 @@ Clip length and frame stride default to the config's DATA.SEQ_LEN and DATA.FRAME
 window stride (frames between window starts) to one window span. Unreadable videos are reported
 and skipped.
 """
-import argparse
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 from tqdm import tqdm
 
 from engine.infer import format_result, infer_videos
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bootstrap.parser(__doc__)
     p.add_argument("config")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("videos", nargs="+")
@@ -41,4 +40,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    _bootstrap.run(main)

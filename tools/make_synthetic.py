@@ -10,17 +10,24 @@ good ones and OUT/manifest.csv naming each file's kind. Over half of them are br
 with ``DATA.DATASET video_folder DATA.ROOT OUT DATA.MAX_BROKEN_SHARE 0.9`` (the default 0.1 stops
 the run, as it should).
 """
-import argparse
 import time
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 
 from datasets import synthetic
 from datasets.damaged_videos import write_damaged_videos
+from engine.errors import UserError
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise UserError(f"--size must be HxW such as 240x320 or 32x32, got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bootstrap.parser(__doc__)
     p.add_argument("dataset", choices=["mars", "ucf101", "hmdb51", "damaged"])
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
@@ -28,7 +35,7 @@ def main(argv=None):
     p.add_argument("--test-ids", type=int, default=40, help="MARS: test identities")
     p.add_argument("--cameras", type=int, default=4, help="MARS: cameras")
     p.add_argument("--size", default="240x320", help="UCF101/HMDB51: frame HxW (the official 320x240 by default; "
-                   "make demo-action writes 64x64 for speed)")
+                   "make demo-action writes 32x32 for speed)")
     p.add_argument("--classes", type=int, default=6, help="UCF101/HMDB51: classes")
     p.add_argument("--videos-per-class", type=int, default=10, help="UCF101/HMDB51: videos per class")
     p.add_argument("--frames", type=int, default=24, help="UCF101/HMDB51: frames per video (25 fps)")
@@ -43,14 +50,11 @@ def main(argv=None):
         counts = write_damaged_videos(args.out, seed=args.seed)
     else:
         writer = getattr(synthetic, f"write_synthetic_{args.dataset}")
-        try:
-            size = tuple(int(v) for v in args.size.lower().split("x"))
-        except ValueError:
-            p.error(f"--size must be HxW such as 240x320, got {args.size!r}")
+        size = _size(args.size)
         counts = writer(args.out, num_classes=args.classes, videos_per_class=args.videos_per_class,
                         num_frames=args.frames, size=size, content=args.content, seed=args.seed)
     print(f"wrote synthetic {args.dataset} to {args.out} in {time.perf_counter() - t:.1f}s: {counts}")
 
 
 if __name__ == "__main__":
-    main()
+    _bootstrap.run(main)

@@ -3,16 +3,15 @@
     python tools/test.py CFG --checkpoint OUTPUT_DIR/checkpoints/best.pth [KEY VALUE ...]
 Writes OUTPUT_DIR/metrics.json.
 """
-import argparse
 import os
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 
 from engine.evaluate import run_test
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bootstrap.parser(__doc__)
     p.add_argument("config")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--ranks-png", default=None, help="also draw the ranked gallery of the first queries (re-ID)")
@@ -23,4 +22,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    _bootstrap.run(main)

@@ -3,16 +3,15 @@
     python tools/train.py configs/mars_baseline_r50.yaml [KEY VALUE ...] [--resume CKPT]
     torchrun --nproc_per_node 2 tools/train.py CFG ...      # DDP (gloo on CPU, nccl on CUDA)
 """
-import argparse
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 
 from engine.config import load_config
 from engine.trainer import Trainer
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bootstrap.parser(__doc__)
     p.add_argument("config")
     p.add_argument("--resume", default=None, help="checkpoint to continue from (e.g. OUTPUT_DIR/checkpoints/last.pth)")
     p.add_argument("overrides", nargs="*", help="KEY VALUE pairs, e.g. SOLVER.MAX_EPOCHS 5")
@@ -22,4 +21,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    _bootstrap.run(main)

@@ -6,13 +6,12 @@
     python tools/visualize.py attention CFG --checkpoint CKPT VIDEO_OR_TRACKLET_DIR [--out attn.png]
         attention maps of the model's attention blocks overlaid on the frames of a clip
 """
-import argparse
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bootstrap.parser(__doc__)
     sub = p.add_subparsers(dest="what", required=True)
     r = sub.add_parser("ranks")
     r.add_argument("config")
@@ -31,14 +30,10 @@ def main(argv=None):
         p.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.overrides = extra
     if args.what == "ranks":
-        from engine.evaluate import load_trained
-        from engine.visualize import draw_ranked_gallery
-        cfg, task, model, device = load_trained(args.config, args.checkpoint, args.overrides)
-        metrics = task.evaluate(model, device)
-        print(task.format(metrics, "checkpoint"))
-        d = task.last_details
-        out = draw_ranked_gallery(d["distmat"], task.dataset.query, task.dataset.gallery, args.out,
-                                  args.num_queries, args.topk)
+        from engine.visualize import visualize_ranks
+        table, out = visualize_ranks(args.config, args.checkpoint, args.out, args.overrides, args.num_queries,
+                                     args.topk)
+        print(table)
         print(f"wrote {out}")
     else:
         from engine.attention_visualize import visualize_attention
@@ -46,4 +41,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    _bootstrap.run(main)

@@ -6,10 +6,9 @@
 
 Input sizes and how each column is measured: see ``engine/zoo_table.py``.
 """
-import argparse
 import sys
 
-import _bootstrap  # noqa: F401
+import _bootstrap
 
 import torch
 
@@ -17,7 +16,7 @@ from engine.zoo_table import format_table, zoo_rows
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _bootstrap.parser(__doc__)
     p.add_argument("--names", nargs="+", default=None, help="registry names (default: all)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--channels", type=int, default=256)
@@ -33,4 +32,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    _bootstrap.run(main)

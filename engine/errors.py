@@ -1,0 +1,32 @@
+"""Expected user errors: a mistake the user can fix (a bad file, config key or argument).
+
+The tools print such an error as one line (``<tool>: error: <message>``) and exit with status 2;
+``--debug`` shows the traceback instead (``tools/_bootstrap.run``). A message names the file or
+key and says what to do. Subclasses also derive from the built-in type a caller would expect
+(``KeyError`` for an unknown config key, ``ValueError`` for a bad value or file), so code that
+catches those keeps working.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Base class: its message (one line) is all a user needs to see."""
+
+    def __str__(self) -> str:  # KeyError would quote the message; a user error never does
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(UserError, ValueError):
+    """A config file or override that cannot be used (missing or empty file, wrong type, bad value)."""
+
+
+class ConfigKeyError(UserError, KeyError):
+    """An unknown config key."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be used: missing, empty, truncated, refused or of another model."""
+
+
+class RunFolderError(UserError, FileExistsError):
+    """OUTPUT_DIR already holds another run's checkpoints or metrics."""

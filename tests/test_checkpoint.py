@@ -1,0 +1,48 @@
+"""Checkpoints hold only tensors and plain types (loaded with weights_only=True) and round-trip
+every state they carry; unusable files are one-line CheckpointErrors."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from engine.checkpoint import read_checkpoint, rng_state, set_rng_state
+from engine.errors import CheckpointError, UserError
+
+
+def _draws():
+    return (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), np.random.randn(), torch.rand(3).tolist())
+
+
+def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):
+    random.seed(3)
+    np.random.seed(4)
+    torch.manual_seed(5)
+    random.gauss(0, 1), np.random.randn()        # leave a cached Gaussian in both generators
+    torch.save({"rng": rng_state()}, tmp_path / "s.pth")
+    expected = _draws()
+    set_rng_state(torch.load(tmp_path / "s.pth", weights_only=True)["rng"])
+    assert _draws() == expected
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", r"is empty \(0 bytes\)"),
+    (b"PK\x03\x04 cut short", "truncated or not a PyTorch file"),
+    (b"hello, not a checkpoint", "truncated or not a PyTorch file"),
+])
+def test_unusable_files_are_one_line_errors_naming_them(tmp_path, content, words):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=words) as info:
+        read_checkpoint(str(path))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_folder_missing_and_foreign_files(tmp_path):
+    with pytest.raises(UserError, match="is a folder: pass a checkpoint file such as .*last.pth"):
+        read_checkpoint(str(tmp_path))
+    with pytest.raises(UserError, match="checkpoint not found"):
+        read_checkpoint(str(tmp_path / "nope.pth"))
+    torch.save({"state_dict": {}}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="not a vidattn checkpoint"):
+        read_checkpoint(str(tmp_path / "other.pth"))

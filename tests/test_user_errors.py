@@ -1,0 +1,139 @@
+"""Every tool, given a malicious checkpoint or an expected user mistake, prints one line naming the
+file or key and exits with status 2: no traceback, nothing run, nothing written (``--debug``
+shows the traceback)."""
+import os
+import pickle
+import runpy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOOLS = os.path.join(ROOT, "tools")
+REID_CFG = os.path.join(ROOT, "configs", "demo_mars_r18.yaml")
+ACTION_CFG = os.path.join(ROOT, "configs", "demo_ucf101_tsn_r18.yaml")
+
+
+def run_subprocess(tool: str, *args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run([sys.executable, os.path.join(TOOLS, tool), *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def run_tool(monkeypatch, capfd):
+    """``python tools/<tool> ARGS`` in this process (a subprocess costs seconds of imports):
+    returns (exit status, stderr)."""
+    monkeypatch.syspath_prepend(TOOLS)
+
+    def run(tool: str, *args):
+        path = os.path.join(TOOLS, tool)
+        monkeypatch.setattr(sys, "argv", [path, *map(str, args)])
+        capfd.readouterr()
+        with pytest.raises(SystemExit) as info:
+            runpy.run_path(path, run_name="__main__")
+        return subprocess.CompletedProcess(args, info.value.code, "", capfd.readouterr().err)
+    return run
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *names: str) -> str:
+    """Exit status 2, a single line on stderr (no traceback) that names each of ``names``."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert ": error: " in lines[0]
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+class Payload:
+    """Unpickling this writes ``marker``: what a crafted checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('pwned')",)
+
+
+@pytest.fixture
+def malicious(tmp_path):
+    marker = tmp_path / "marker"
+    path = tmp_path / "shared.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "epoch": Payload(marker)}, path)
+    return path, marker
+
+
+def test_the_payload_is_live(tmp_path):
+    """Unpickling the payload really runs code (so the tests below can fail)."""
+    marker = tmp_path / "marker"
+    pickle.loads(pickle.dumps(Payload(marker)))
+    assert marker.read_text() == "pwned"
+
+
+@pytest.mark.parametrize("command", [
+    ["test.py", REID_CFG, "--checkpoint", "{ckpt}"],
+    ["infer.py", ACTION_CFG, "--checkpoint", "{ckpt}", "{video}", "--out", "{tmp}/r.json"],
+    ["visualize.py", "ranks", REID_CFG, "--checkpoint", "{ckpt}", "--out", "{tmp}/ranks.png"],
+    ["visualize.py", "attention", ACTION_CFG, "--checkpoint", "{ckpt}", "{video}", "--out", "{tmp}/a.png"],
+    ["train.py", REID_CFG, "--resume", "{ckpt}", "OUTPUT_DIR", "{tmp}/run"],
+], ids=["test", "infer", "visualize-ranks", "visualize-attention", "train-resume"])
+def test_malicious_checkpoint_is_refused_by_every_tool(command, malicious, tmp_path, run_tool):
+    path, marker = malicious
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"\0" * 16)
+    args = [a.format(ckpt=path, video=video, tmp=tmp_path) for a in command]
+    line = assert_one_line_error(run_tool(*args), str(path), "refused")
+    assert "could run code" in line
+    assert not marker.exists()
+    assert not (tmp_path / "run").exists()
+
+
+def _reid_checkpoint(path):
+    torch.save({"model": {"w": torch.zeros(1)}, "config": "TASK: reid\nOUTPUT_DIR: x\n", "epoch": 1}, path)
+    return path
+
+
+def _truncated(path):
+    _reid_checkpoint(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+CASES = {  # name: (build(tmp_path) -> command, words the line must hold)
+    "empty-checkpoint": (lambda t: ["test.py", REID_CFG, "--checkpoint", (t / "e.pth").touch() or t / "e.pth"],
+                         ["e.pth", "empty"]),
+    "truncated-checkpoint": (lambda t: ["test.py", REID_CFG, "--checkpoint", _truncated(t / "cut.pth")],
+                             ["cut.pth", "truncated"]),
+    "checkpoint-of-other-task": (lambda t: ["test.py", ACTION_CFG, "--checkpoint", _reid_checkpoint(t / "r.pth")],
+                                 ["r.pth", "TASK reid", "TASK action", "config.yaml"]),
+    "empty-yaml": (lambda t: ["train.py", (t / "empty.yaml").touch() or t / "empty.yaml"], ["empty.yaml", "empty"]),
+    "unknown-key": (lambda t: ["train.py", REID_CFG, "SOLVER.BASE_LRR", "0.1"], ["SOLVER.BASE_LRR", "SOLVER.BASE_LR"]),
+    "ranks-with-action-config": (lambda t: ["visualize.py", "ranks", ACTION_CFG, "--checkpoint",
+                                            _reid_checkpoint(t / "r.pth")], ["ranks", "TASK action", "re-ID config"]),
+    "synthetic-size": (lambda t: ["make_synthetic.py", "ucf101", t / "out", "--size", "32"], ["--size", "'32'"]),
+    "folder-to-infer": (lambda t: ["infer.py", ACTION_CFG, "--checkpoint", _reid_checkpoint(t / "r.pth"), t],
+                        ["is a folder", "*.mp4"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_expected_user_error_is_one_line(name, tmp_path, run_tool):
+    build, words = CASES[name]
+    assert_one_line_error(run_tool(*build(tmp_path)), *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_as_a_real_process_refused_in_one_line_and_debug_shows_the_traceback(malicious, tmp_path):
+    path, marker = malicious
+    proc = run_subprocess("train.py", REID_CFG, "--resume", path, "OUTPUT_DIR", tmp_path / "run")
+    assert_one_line_error(proc, str(path), "refused")
+    assert not marker.exists() and not (tmp_path / "run").exists()
+    (tmp_path / "empty.yaml").touch()
+    proc = run_subprocess("train.py", tmp_path / "empty.yaml", "--debug")
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
