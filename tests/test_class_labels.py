@@ -59,7 +59,7 @@ def test_val_labels_follow_training_classes_end_to_end(fruit, tmp_path, capsys):
     assert trainer.task.classes == FRUIT
     assert {p: y for p, y in trainer.task.test_loader.dataset.samples if "/cherry/" in p} == dict.fromkeys(cherry, 2)
     trainer.fit()
-    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pth", weights_only=False)["classes"] == FRUIT
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pth", weights_only=True)["classes"] == FRUIT
 
     # testing takes the classes from the checkpoint, even when train/ no longer has banana
     shutil.rmtree(os.path.join(fruit, "train", "banana"))
