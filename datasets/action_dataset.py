@@ -19,15 +19,13 @@ summary. When more than ``max_broken_share`` of the samples have proved unreadab
 raises ``TooManyBrokenVideos``. For evaluation, drop broken files first with ``filter_readable``
 so no video is counted twice.
 
->>> log = BrokenVideoLog("outputs/run/broken_videos.tsv")
+>>> log = BrokenVideoLog("outputs/run/broken_videos.tsv", run="my-run")   # datasets.broken_files
 >>> train = build_action_dataset(samples, train=True, skip_log=log, max_broken_share=0.1)
 >>> log.entries()                            # {path: reason} of every video skipped so far
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .action_transforms import build_action_transform
+from .broken_files import BrokenVideoLog, TooManyBrokenVideos, check_broken_share
 from .clip_sampling import ClipSampler
 from .video_reader import VideoReadError, open_video
 
@@ -42,59 +41,6 @@ __all__ = ["ActionClipDataset", "BrokenVideoLog", "TooManyBrokenVideos", "build_
            "filter_readable", "check_broken_share"]
 
 log = logging.getLogger(__name__)
-
-
-class TooManyBrokenVideos(RuntimeError):
-    """More than the allowed share of a dataset's videos cannot be read."""
-
-
-def check_broken_share(num_broken: int, num_total: int, max_share: float, what: str = "videos",
-                       where: str = "") -> None:
-    """Raise ``TooManyBrokenVideos`` when ``num_broken / num_total > max_share``."""
-    if num_total and num_broken / num_total > max_share:
-        raise TooManyBrokenVideos(
-            f"{num_broken} of {num_total} {what} ({100 * num_broken / num_total:.1f}%) are unreadable, more than "
-            f"the allowed share {max_share:g} (DATA.MAX_BROKEN_SHARE){'; list: ' + where if where else ''}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split("\t")).replace("\n", " ").replace("\r", " ")
-
-
-class BrokenVideoLog:
-    """A file of ``path<TAB>reason`` lines, one per unreadable video, shared by processes.
-
-    ``record`` appends under an exclusive ``flock`` (file opened with O_APPEND) after checking
-    that the path is not there yet, so a video is written, and reported, once however many
-    DataLoader workers or DDP ranks (on one file system) meet it. The file is kept across runs in
-    the same folder (a resumed run knows its broken files); delete it to start afresh.
-    """
-
-    def __init__(self, path: str):
-        self.path = os.fspath(path)
-
-    def record(self, path: str, reason: str) -> bool:
-        """Add ``path``; True when it is new (the caller then reports it), False when known."""
-        path, reason = _one_line(path), _one_line(reason)
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with open(self.path, "a+", encoding="utf-8") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.seek(0)
-            if any(line.split("\t", 1)[0] == path for line in f.read().splitlines()):
-                return False
-            f.write(f"{path}\t{reason}\n")
-            f.flush()
-        return True
-
-    def entries(self) -> dict[str, str]:
-        """{path: reason} in the order first met (empty when nothing was recorded)."""
-        if not os.path.isfile(self.path):
-            return {}
-        with open(self.path, encoding="utf-8") as f:
-            fcntl.flock(f, fcntl.LOCK_SH)
-            lines = f.read().splitlines()
-        pairs = (line.split("\t", 1) for line in lines if line)
-        return {p[0]: (p[1] if len(p) > 1 else "") for p in pairs}
 
 
 class ActionClipDataset(Dataset):

@@ -1,8 +1,9 @@
 """Action recognition task: UCF101 / HMDB51 / a video folder, clip datasets, multi-view testing.
 
 Broken videos: every process (DataLoader workers, DDP ranks) records the videos it cannot read in
-``OUTPUT_DIR/broken_videos.tsv`` (``path<TAB>reason``, one line per video, written once under a
-file lock), so each is reported once. Training replaces a broken video by the next readable one;
+``OUTPUT_DIR/broken_videos.tsv`` (``path<TAB>reason<TAB>run``, one line per video and run,
+written once under a file lock), so each is reported once; a run counts and skips only what it
+met itself (``datasets.broken_files``). Training replaces a broken video by the next readable one;
 the test set drops unreadable files up front (headers opened on the main rank only) and, should a
 file fail later while decoding, counts it once and not its stand-in. More than
 ``DATA.MAX_BROKEN_SHARE`` broken training or test videos stops the run with
@@ -22,7 +23,7 @@ from .action_metrics import evaluate_action
 
 log = logging.getLogger("vidattn")
 
-BROKEN_LOG = "broken_videos.tsv"
+from .build import BROKEN_LOG, build_broken_log
 
 
 def action_index(dataset: str, root: str, split: int, subset: str):
@@ -57,11 +58,11 @@ class ActionTask:
         training index's. Test labels are mapped onto them by name, so a validation folder that
         lacks a class keeps the others' labels, and one with a class training did not have is an
         error here, before anything runs."""
-        from datasets.action_dataset import BrokenVideoLog, check_broken_share, filter_readable
+        from datasets.action_dataset import check_broken_share, filter_readable
         from datasets.video_folder import relabel
         self.cfg = cfg
         d = cfg.DATA
-        self.broken_log = BrokenVideoLog(os.path.join(cfg.OUTPUT_DIR, BROKEN_LOG))
+        self.broken_log = build_broken_log(cfg)
         train_index = action_index(d.DATASET, d.ROOT, d.SPLIT, "train")
         test_index = action_index(d.DATASET, d.ROOT, d.SPLIT, "test")
         self.classes = [str(c) for c in (classes or train_index.classes)]
@@ -75,10 +76,6 @@ class ActionTask:
                                      drop_last=True)
         self.train_loader = DataLoader(self.train_set, batch_size=d.BATCH_SIZE, sampler=sampler, drop_last=True,
                                        num_workers=d.NUM_WORKERS, pin_memory=torch.cuda.is_available())
-        known = self.train_set.broken_paths()
-        if known and rank == 0:
-            log.info(f"{len(known)} training videos listed in {self.broken_log.path} (an earlier run) are skipped; "
-                     "delete that file to try them again")
         self.test_paths = {path for path, _ in test_samples}
         self.unreadable, self.test_loader = [], None
         if rank == 0:  # only the main rank evaluates
@@ -126,17 +123,9 @@ class ActionTask:
 
     def broken_summary(self) -> str:
         """The broken videos met so far, one line each (split, path, reason); "" when none."""
-        entries = self.broken_log.entries()
-        train = {p for p, _ in self.train_set.samples}
-        rows = sorted(("train" if p in train else "test", p, r) for p, r in entries.items()
-                      if p in train or p in self.test_paths)
-        rows.sort(key=lambda row: row[0] != "train")
-        if not rows:
-            return ""
-        n_train = sum(split == "train" for split, _, _ in rows)
-        head = (f"unreadable videos: {n_train} of {len(train)} training videos skipped, {len(rows) - n_train} of "
-                f"{len(self.test_paths)} test videos excluded (list: {self.broken_log.path})")
-        return "\n".join([head] + [f"  {split:<5}  {path}  {reason}" for split, path, reason in rows])
+        from datasets.broken_files import broken_summary
+        return broken_summary(self.broken_log.entries(), {p for p, _ in self.train_set.samples}, self.test_paths,
+                              "videos", "skipped", "excluded", self.broken_log.path)
 
     def finish(self) -> str:
         """At the end of training: log the summary of broken videos and check their share."""

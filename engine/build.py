@@ -2,12 +2,27 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 
 import torch
 from torch.utils.data import DataLoader
 
 from models.heads import build_aggregator
 from models.video_net import VideoClassifier, VideoReIDNet
+
+from . import distributed as du
+
+BROKEN_LOG = "broken_videos.tsv"
+
+
+def build_broken_log(cfg):
+    """This run's list of unreadable inputs, ``OUTPUT_DIR/broken_videos.tsv``: one run id (rank 0's
+    start time and process id) for all ranks and DataLoader workers, so its summary counts only
+    what this run met (see ``datasets.broken_files``). Call it on every rank at the same point."""
+    from datasets.broken_files import BrokenVideoLog
+    run = du.broadcast_object(f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    return BrokenVideoLog(os.path.join(cfg.OUTPUT_DIR, BROKEN_LOG), run=run)
 
 
 def _kwargs(node) -> dict:
@@ -85,8 +100,9 @@ def _loader(dataset, cfg, **kw) -> DataLoader:
                       pin_memory=torch.cuda.is_available(), **kw)
 
 
-def build_reid_data(cfg, rank: int = 0, world: int = 1):
-    """MARS index, training loader (P x K, sharded across ranks) and query/gallery loaders."""
+def build_reid_data(cfg, rank: int = 0, world: int = 1, skip_log=None):
+    """MARS index, training loader (P x K, sharded across ranks) and query/gallery loaders;
+    unreadable frames are replaced and listed in ``skip_log`` (``build_broken_log``)."""
     from datasets import MARS
     from datasets.samplers import RandomIdentitySampler
     from datasets.tracklet_dataset import TrackletDataset, collate_clips
@@ -97,13 +113,14 @@ def build_reid_data(cfg, rank: int = 0, world: int = 1):
     mars = MARS(d.ROOT)
     t_train = build_reid_transform(d.HEIGHT, d.WIDTH, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN)
     t_test = build_reid_transform(d.HEIGHT, d.WIDTH, False)
-    train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, seed=cfg.SEED)
+    broken = dict(skip_log=skip_log, max_broken_share=d.MAX_BROKEN_SHARE)
+    train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, seed=cfg.SEED, **broken)
     sampler = RandomIdentitySampler([t.pid for t in mars.train], d.NUM_IDS, d.NUM_INSTANCES, seed=cfg.SEED,
                                     num_replicas=world, rank=rank)
     train = _loader(train_set, cfg, batch_size=d.NUM_IDS * d.NUM_INSTANCES, sampler=sampler, drop_last=True)
     tracklets_per_batch = max(1, cfg.TEST.BATCH_SIZE // 4) if d.TEST_SAMPLE in ("dense", "all") else cfg.TEST.BATCH_SIZE
-    query = _loader(TrackletDataset(mars.query, d.SEQ_LEN, d.TEST_SAMPLE, t_test), cfg,
+    query = _loader(TrackletDataset(mars.query, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken), cfg,
                     batch_size=tracklets_per_batch, collate_fn=collate_clips)
-    gallery = _loader(TrackletDataset(mars.gallery, d.SEQ_LEN, d.TEST_SAMPLE, t_test), cfg,
+    gallery = _loader(TrackletDataset(mars.gallery, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken), cfg,
                       batch_size=tracklets_per_batch, collate_fn=collate_clips)
     return mars, train, query, gallery

@@ -34,6 +34,15 @@ def init_from_env(device: torch.device) -> bool:
     return True
 
 
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank (``obj`` itself outside DDP)."""
+    if not is_dist():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier() -> None:
     if is_dist():
         dist.barrier()

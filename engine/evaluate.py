@@ -48,7 +48,7 @@ def run_test(config_path: str, checkpoint: str, overrides=(), ranks_png: str | N
         from .action_report import write_action_report
         d = task.last_details
         metrics.update(write_action_report(d["scores"], d["labels"], task.classes, cfg.OUTPUT_DIR))
-        broken = task.broken_summary()
-        if broken:
-            print(broken)
+    broken = task.broken_summary()
+    if broken:
+        print(broken)
     return {**metrics, "output_dir": cfg.OUTPUT_DIR}

@@ -1,0 +1,93 @@
+"""Unreadable MARS frames (issue 9, item 5): replaced by a neighbouring frame of the same tracklet,
+listed once in OUTPUT_DIR/broken_videos.tsv, summarised at the end; too many stop the run."""
+import logging
+import os
+import shutil
+
+import pytest
+import torch
+
+from datasets import MARS
+from datasets.broken_files import BrokenVideoLog, TooManyBrokenVideos
+from datasets.tracklet_dataset import TrackletDataset, read_frames
+from engine.build import build_reid_data
+from engine.config import load_config
+from engine.evaluate import run_test
+from engine.trainer import Trainer
+
+TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME", "resnet18", "DATA.HEIGHT", "32", "DATA.WIDTH", "16",
+        "DATA.PADDING", "2", "DATA.NUM_IDS", "4", "DATA.NUM_INSTANCES", "2", "DATA.NUM_WORKERS", "0",
+        "SOLVER.WARMUP_EPOCHS", "1", "SOLVER.EVAL_PERIOD", "0", "TEST.BATCH_SIZE", "16", "SOLVER.MAX_EPOCHS", "1"]
+
+
+def tiny_cfg(root, out, *extra):
+    return load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "_base_", "mars.yaml"),
+                       TINY + ["DATA.ROOT", root, "OUTPUT_DIR", str(out), *extra])
+
+
+@pytest.fixture
+def mars_copy(tiny_mars, tmp_path):
+    root = str(tmp_path / "mars")
+    shutil.copytree(tiny_mars[0], root)
+    return root
+
+
+def first_trained_frame(cfg):
+    """The first frame the first training batch reads (sampler and frame draws are seeded)."""
+    _, loader, _, _ = build_reid_data(cfg)
+    loader.sampler.set_epoch(0)
+    loader.dataset.set_epoch(0)
+    i = loader.sampler.batches()[0][0]
+    return loader.dataset.tracklets[i].frames[int(loader.dataset.indices(i)[0])]
+
+
+def test_missing_train_frame_and_empty_test_frame(mars_copy, tmp_path, caplog):
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    missing = first_trained_frame(tiny_cfg(mars_copy, out))
+    empty = MARS(mars_copy).gallery[0].frames[1]
+    os.remove(missing)
+    open(empty, "wb").close()
+    trainer = Trainer(tiny_cfg(mars_copy, out))
+    with caplog.at_level(logging.WARNING):
+        metrics = trainer.fit()
+    assert 0 <= metrics["mAP"] <= 1
+    listed = BrokenVideoLog(str(out / "broken_videos.tsv")).entries()
+    assert list(listed) == [missing, empty] and all(listed.values())
+    summary = trainer.task.broken_summary()
+    assert summary.startswith("unreadable frames: 1 of ") and " training frames replaced, 1 of " in summary
+    assert summary in caplog.text                                       # logged at the end of training
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("unreadable frame ")]
+    assert len(warned) == 2                                             # each frame reported once
+
+    tested = run_test(os.path.join(os.path.dirname(__file__), "..", "configs", "_base_", "mars.yaml"),
+                      str(out / "checkpoints" / "last.pth"), TINY + ["DATA.ROOT", mars_copy,
+                                                                     "OUTPUT_DIR", str(tmp_path / "test")])
+    assert tested["mAP"] == pytest.approx(metrics["mAP"])
+    assert list(BrokenVideoLog(str(tmp_path / "test" / "broken_videos.tsv")).entries()) == [empty]
+
+
+def test_frame_is_replaced_by_its_nearest_readable_neighbour(mars_copy, tmp_path):
+    t = max(MARS(mars_copy).train, key=lambda t: len(t.frames))
+    assert len(t.frames) >= 5
+    os.remove(t.frames[2])
+    open(t.frames[3], "wb").close()
+    data = TrackletDataset([t], seq_len=len(t.frames), sample="all",
+                           skip_log=BrokenVideoLog(str(tmp_path / "b.tsv"), run="r"))
+    clip = data[0][0][0].transpose(0, 1)                                  # (T, C, H, W)
+    good = read_frames([t.frames[k] for k in (0, 1, 4)])
+    assert torch.equal(clip[:2], good[:2])
+    assert torch.equal(clip[2], good[1]) and torch.equal(clip[3], good[2])   # 2 <- 1 (3 fails too), 3 <- 4
+    assert set(data.skip_log.entries()) == {t.frames[2], t.frames[3]}
+
+
+def test_too_many_unreadable_frames_stop_with_a_clear_message(mars_copy, tmp_path):
+    t = MARS(mars_copy).train[0]
+    os.remove(t.frames[0])
+    data = TrackletDataset([t], seq_len=4, sample="evenly", max_broken_share=0.0)
+    with pytest.raises(TooManyBrokenVideos, match=r"1 of \d+ frames .* allowed share 0 \(DATA.MAX_BROKEN_SHARE\)"):
+        data[0]
+    for path in t.frames[1:]:
+        os.remove(path)
+    with pytest.raises(TooManyBrokenVideos, match=r"none of the \d+ frames of a tracklet"):
+        TrackletDataset([t], seq_len=4, sample="evenly")[0]
