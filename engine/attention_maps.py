@@ -16,7 +16,7 @@ simam``                            channel mean of the gate, ``sum_c |y| / sum_c
 ``nonlocal`` (softmax modes)       attention *received* by each key position: ``mean_i softmax_j(...)``
 ``cc``                             criss-cross attention received, averaged over the recurrences
 ``mhsa``                           attention received, averaged over heads and queries
-``sta`` (aggregator)               STA's l2 map ``g``; frame weight = ``sum_k S(n,k)``, over frames to 1
+``sta`` (aggregator)               STA's map ``g`` (Eq. 1); frame weight = ``sum_k S(n,k)``, over frames to 1
 ``rstan`` (aggregator)             spatial ``alpha`` and temporal ``beta``, averaged over LSTM steps
 ``gltr`` (aggregator)              frame weight = temporal attention received (no spatial map)
 anything else                      generic: channel mean of ``|y - x|`` (what the block changed; zero
@@ -162,9 +162,9 @@ def _sta(site, x, y):
     if m.self_attention is not None:
         n, c, t, h, w = x.shape
         x = m.self_attention(x.transpose(1, 2).reshape(n * t, c, h, w)).reshape(n, t, c, h, w).transpose(1, 2)
-    maps = frame_attention_maps(x)
+    maps = frame_attention_maps(x, m.squared_norm)
     score = m.scores(maps).sum(2)                                 # parts with no rows score 0
-    return maps.flatten(0, 1), "l2 map g; w = part score", False, score / score.sum(1, keepdim=True)
+    return maps.flatten(0, 1), "map g; w = part score", False, score / score.sum(1, keepdim=True)
 
 
 def _rstan(site, x, y):

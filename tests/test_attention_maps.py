@@ -201,8 +201,8 @@ def test_sta_aggregator_map_and_frame_weights():
     sta = build_attention("sta", channels=4, num_parts=4, embed_dim=None)     # 2 rows: parts 1 and 3 empty
     clip = torch.rand(4, 3, 2, 3)
     site = only(extract_attention_maps(sta, clip))
-    norms = clip.pow(2).sum(0).sqrt()                                  # (T, H, W)
-    g = norms / norms.sum((1, 2), keepdim=True)
+    energy = clip.pow(2).sum(0)                                        # (T, H, W), STA's Eq. 1
+    g = energy / energy.sum((1, 2), keepdim=True)
     torch.testing.assert_close(site.maps, g / g.max())
     rows = g.sum(2)                                                    # (T, 2): part 0 = row 0, part 2 = row 1
     score = (rows / rows.sum(0)).sum(1)

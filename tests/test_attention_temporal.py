@@ -312,21 +312,36 @@ def hand_clip():
 
 
 def test_sta_scores_fusion_and_regulariser_by_hand():
+    """Eq. 1: g = channel sum of squares, l1-normalised over the positions."""
     sta = build_attention("sta", channels=1, num_parts=2, embed_dim=None).train()
+    assert sta.squared_norm
+    x = hand_clip()
+    # maps: frame 0 x^2/10 = [1,1,4,4]/10, frame 1 [9,1,0,0]/10; part scores: frame 0 (1/5, 4/5),
+    # frame 1 (1, 0); normalised over frames: part 0 (1/6, 5/6), part 1 (1, 0)
+    from models.attention.sta import frame_attention_maps
+    expected_scores = torch.tensor([[[1 / 6, 1.0], [5 / 6, 0.0]]])  # (N, T, K)
+    torch.testing.assert_close(sta.scores(frame_attention_maps(x)), expected_scores)
+    feat, aux = sta(x, return_aux=True)
+    # X1: part 0 of frame 1 (sum -2), part 1 of frame 0 (sum 4) -> 2 / (H*W) = 0.5
+    # X2: part 0: 1/6 * 0 + 5/6 * (-2) = -5/3, part 1: 1 * 4 = 4 -> (7/3) / 4 = 7/12
+    torch.testing.assert_close(feat, torch.tensor([[0.5, 7 / 12]]))
+    # ||g_0 - g_1||_F with g_0 - g_1 = [-0.8, 0, 0.4, 0.4]
+    torch.testing.assert_close(aux["losses"]["sta_reg"], torch.tensor(math.sqrt(0.96)))
+    sta.eval()
+    assert sta(x, return_aux=True)[1]["losses"] == {}
+
+
+def test_sta_l2_norm_reading_by_hand():
+    sta = build_attention("sta", channels=1, num_parts=2, embed_dim=None, squared_norm=False).train()
     x = hand_clip()
     # maps: frame 0 |x|/6 = [1,1,2,2]/6, frame 1 [3,1,0,0]/4; part scores: frame 0 (1/3, 2/3),
     # frame 1 (1, 0); normalised over frames: part 0 (1/4, 3/4), part 1 (1, 0)
     from models.attention.sta import frame_attention_maps
-    expected_scores = torch.tensor([[[0.25, 1.0], [0.75, 0.0]]])  # (N, T, K)
-    torch.testing.assert_close(sta.scores(frame_attention_maps(x)), expected_scores)
+    expected_scores = torch.tensor([[[0.25, 1.0], [0.75, 0.0]]])
+    torch.testing.assert_close(sta.scores(frame_attention_maps(x, squared=False)), expected_scores)
     feat, aux = sta(x, return_aux=True)
-    # X1: part 0 of frame 1 (sum -2), part 1 of frame 0 (sum 4) -> 2 / (H*W) = 0.5
-    # X2: part 0: 0.25 * 0 + 0.75 * (-2) = -1.5, part 1: 1 * 4 = 4 -> 2.5 / 4 = 0.625
     torch.testing.assert_close(feat, torch.tensor([[0.5, 0.625]]))
-    # ||g_0 - g_1||_F with g_0 - g_1 = [-7/12, -1/12, 1/3, 1/3]
     torch.testing.assert_close(aux["losses"]["sta_reg"], torch.tensor(math.sqrt(82) / 12))
-    sta.eval()
-    assert sta(x, return_aux=True)[1]["losses"] == {}
 
 
 def test_sta_scores_and_fusion_by_explicit_loop():
@@ -335,7 +350,7 @@ def test_sta_scores_and_fusion_by_explicit_loop():
     parts = [[0, 1, 2], [3, 4], [5, 6]]
     expected = torch.zeros(2, 2 * C)
     for n in range(2):
-        norms = [[[float(x[n, :, t, r, c].norm()) for c in range(3)] for r in range(7)] for t in range(3)]
+        norms = [[[float(x[n, :, t, r, c].square().sum()) for c in range(3)] for r in range(7)] for t in range(3)]
         totals = [sum(sum(row) for row in norms[t]) for t in range(3)]
         for rows in parts:
             s = [sum(norms[t][r][c] for r in rows for c in range(3)) / totals[t] for t in range(3)]

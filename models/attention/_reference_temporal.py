@@ -74,7 +74,8 @@ def ref_sta(m, x):
         raise ValueError("ref_sta covers the paper's STA (self_attention=False)")
     n, c, t, h, w = x.shape
     k_parts = m.num_parts
-    norms = x.pow(2).sum(1).sqrt()                                            # (N, T, H, W)
+    norms = x.pow(2).sum(1)                                                   # (N, T, H, W)
+    norms = norms if m.squared_norm else norms.sqrt()
     maps = norms / norms.sum((2, 3), keepdim=True)
     rows = [[r for r in range(h) if r * k_parts // h == k] for k in range(k_parts)]
     scores = torch.stack([maps[:, :, rs].sum((2, 3)) if rs else maps.new_zeros(n, t) for rs in rows], 2)

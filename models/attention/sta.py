@@ -16,11 +16,13 @@ def part_membership(height: int, num_parts: int, device=None) -> torch.Tensor:
     return F.one_hot(rows * num_parts // height, num_parts)
 
 
-def frame_attention_maps(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def frame_attention_maps(x: torch.Tensor, squared: bool = True, eps: float = 1e-12) -> torch.Tensor:
     """STA's spatial attention map of every frame, ``(N,C,T,H,W) -> (N,T,H,W)``:
-    ``g(h,w) = ||f(h,w,:)||_2 / sum_hw ||f(h,w,:)||_2``."""
-    norms = torch.linalg.vector_norm(x.float(), dim=1)
-    return norms / norms.sum((2, 3), keepdim=True).clamp_min(eps)
+    ``g(h,w) = sum_d f(h,w,d)^2 / sum_hw sum_d f(h,w,d)^2`` (Eq. 1, ``squared=True``), or with
+    the channel l2 norm ``||f(h,w,:)||_2`` in place of the sum of squares (``squared=False``)."""
+    x = x.float()
+    energy = x.pow(2).sum(1) if squared else torch.linalg.vector_norm(x, dim=1)
+    return energy / energy.sum((2, 3), keepdim=True).clamp_min(eps)
 
 
 class SelfAttention2d(nn.Module):
@@ -63,23 +65,28 @@ class STA(nn.Module):
     Fu, Wang, Wei, Huang, "STA: Spatial-Temporal Attention for Large-Scale Video-based Person
     Re-Identification", AAAI 2019, https://arxiv.org/abs/1811.04129
 
-    For frame ``n`` with map ``f_n`` (``C x H x W``):
+    For frame ``n`` with map ``f_n`` (``C x H x W``, post-ReLU ResNet-50 features):
 
-    * attention map ``g_n(h,w) = ||f_n(h,w,:)||_2 / sum_{h,w} ||f_n(h,w,:)||_2``;
-    * ``K`` horizontal parts (row ``r`` in part ``floor(r K / H)``), part score
-      ``s_{n,k} = sum_{(h,w) in part k} g_n(h,w)`` (the l1 norm of the part's map), normalised
-      over the frames: ``S(n,k) = s_{n,k} / sum_n s_{n,k}`` (the 2-D attention score matrix);
+    * attention map (Eq. 1) ``g_n(h,w) = ||sum_d f_n(h,w,d)^2||_2 / sum_{h,w} ||sum_d f_n(h,w,d)^2||_2``:
+      the l2 norm of a scalar is its magnitude, so ``g_n`` is the channel sum of squares,
+      l1-normalised over the positions (``squared_norm=True``); ``squared_norm=False`` uses the
+      channel l2 norm instead (this module's earlier reading);
+    * ``K`` horizontal parts (row ``r`` in part ``floor(r K / H)``), part score (Eq. 2)
+      ``s_{n,k} = sum_{(i,j) in part k} ||g_{n,k}(i,j)||_1``, normalised over the frames (Eq. 3):
+      ``S(n,k) = s_{n,k} / sum_n ||s_{n,k}||_1`` (the 2-D attention score matrix);
     * fusion 1 (discriminative): part ``k`` of ``X1`` is part ``k`` of the frame with the highest
       ``S(n,k)``; fusion 2 (global): part ``k`` of ``X2`` is ``sum_n S(n,k) f_{n,k}``;
-    * ``X = [X1; X2]`` (channels), global average pooling (``2C``), then an FC to ``embed_dim``
-      (1024, our reading of the paper, not re-checked here; ``embed_dim=None`` keeps ``D = 2C``);
+    * ``X = [X1; X2]`` (channels), global average pooling (``2C``), then an FC to ``embed_dim``;
     * inter-frame regularisation ``Reg = ||g_i - g_j||_F`` for two different frames ``i, j``
-      drawn at random for every clip (training only), returned as
-      ``aux["losses"]["sta_reg"] = reg_weight * mean_clips(Reg)``. ``reg_weight`` (lambda)
-      defaults to 1.0: the paper's value was not checked here, set it per experiment.
+      drawn at random for every clip (training only), added as ``lambda * Reg`` to the loss:
+      ``aux["losses"]["sta_reg"] = reg_weight * mean_clips(Reg)``.
 
-    Defaults: ``K = 4`` parts (4 rows each on the paper's 16 x 8 maps), 4 frames per clip in
-    the paper; any clip length works, and the scores and fusions do not depend on the frame
+    Paper values: ResNet-50 backbone, ``N = 4`` frames per clip and ``K = 4`` parts (the
+    ablations over N and K), Eq. 1-3, the two fusions, GAP then FC, softmax + triplet losses.
+    Ours (the paper's values could not be read in the stored copies reachable here):
+    ``reg_weight = 1.0`` (the paper's lambda), ``embed_dim = 1024`` (the width a public
+    re-implementation, torchreid-style ``sta_p4``, uses after GAP; ``embed_dim=None`` keeps
+    ``D = 2C``). Any clip length works, and the scores and fusions do not depend on the frame
     order. The attention has no parameters; the only learnable layer is the final FC. The
     survey article's snippet under STA is a self-attention block from another paper (STANet,
     see :class:`SelfAttention2d`); it is available as ``self_attention=True`` (on every frame
@@ -91,9 +98,9 @@ class STA(nn.Module):
 
     def __init__(self, channels: int, num_parts: int = 4, embed_dim: int | None = 1024,
                  reg_weight: float = 1.0, self_attention: bool = False, ds: int = 1,
-                 num_frames: int | None = None):
+                 squared_norm: bool = True, num_frames: int | None = None):
         super().__init__()
-        self.num_parts, self.reg_weight = num_parts, reg_weight
+        self.num_parts, self.reg_weight, self.squared_norm = num_parts, reg_weight, squared_norm
         self.self_attention = SelfAttention2d(channels, ds) if self_attention else None
         self.fc = nn.Linear(2 * channels, embed_dim) if embed_dim else nn.Identity()
         self.out_channels = embed_dim or 2 * channels
@@ -110,7 +117,7 @@ class STA(nn.Module):
         if self.self_attention is not None:
             frames = self.self_attention(x.transpose(1, 2).reshape(n * t, c, h, w))
             x = frames.reshape(n, t, c, h, w).transpose(1, 2)
-        maps = frame_attention_maps(x)                                        # (N, T, H, W)
+        maps = frame_attention_maps(x, self.squared_norm)                     # (N, T, H, W)
         score = self.scores(maps)                                             # (N, T, K)
         member = part_membership(h, self.num_parts, x.device).to(x.dtype)
         parts = torch.einsum("ncthw,hk->ntkc", x, member)                     # part sums (N,T,K,C)
