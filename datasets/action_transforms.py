@@ -88,11 +88,12 @@ class ThreeCrop(torch.nn.Module):
 
 
 class ToModelLayout(torch.nn.Module):
-    """uint8 ``(..., T, C, H, W)`` -> contiguous uint8 ``(..., C, T, H, W)``, the models' layout (they
-    normalise on their device: ``models.input_norm.InputNormalize``)."""
+    """uint8 ``(..., T, C, H, W)`` -> uint8 ``(..., C, T, H, W)``, the models' layout (they normalise
+    on their device: ``models.input_norm.InputNormalize``), as a view: the DataLoader's collate
+    (``torch.stack`` into shared memory) makes the one layout copy, so no clip is copied twice."""
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        return video.as_subclass(torch.Tensor).transpose(-4, -3).contiguous()
+        return video.as_subclass(torch.Tensor).transpose(-4, -3)
 
 
 def build_action_transform(train: bool, crop_size: int = 224, short_side: int = 256, mode: str = "multiscale",

@@ -2,7 +2,7 @@
 
 A clip is a uint8 tensor ``(T,C,H,W)``; v2 treats the leading dimension as a batch and draws one
 set of random parameters per call, so every frame of a tracklet gets the same flip, crop and
-erased box. The output is uint8 ``(C,T,H,W)``: the model normalises it on its device
+erased box. The output is uint8 ``(C,T,H,W)`` (a view of the frames): the model normalises it on its device
 (``models.input_norm.InputNormalize``).
 
 Random erasing (Zhong et al., AAAI 2020) fills its box with the mean colour, ``round(255 * mean)``
@@ -20,10 +20,10 @@ __all__ = ["build_reid_transform", "ToClip", "mean_colour", "IMAGENET_MEAN", "IM
 
 
 class ToClip(torch.nn.Module):
-    """``(T,C,H,W)`` -> contiguous ``(C,T,H,W)``."""
+    """``(T,C,H,W)`` -> ``(C,T,H,W)``, a view (the DataLoader's collate makes the one layout copy)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.as_subclass(torch.Tensor).transpose(0, 1).contiguous()
+        return x.as_subclass(torch.Tensor).transpose(0, 1)
 
 
 def mean_colour(mean) -> list[float]:
