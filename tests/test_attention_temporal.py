@@ -426,6 +426,24 @@ def test_stgcn_branches_and_aux_features():
     assert len(stgcn.temporal.layers) == 2 and type(stgcn.temporal.layers[0]).__name__ == "DenseGCNConv"
 
 
+def test_stgcn_paper_layers_norm_leaky_relu_and_residual():
+    """``phi`` is a ``d x d`` map; layer 1: ``LeakyReLU(BN(A_hat X W + b))``; layer 2 adds its input."""
+    stgcn = randomize(build("stgcn")).eval()
+    branch = stgcn.temporal
+    assert branch.phi.weight.shape == (C, C) and len(branch.norms) == 2 and branch.negative_slope == 0.1
+    nodes = torch.randn(2, 6, C)
+    with torch.no_grad():
+        from models.attention.stgcn import relation_adjacency
+        adj = relation_adjacency(nodes, branch.phi)
+        h = nodes
+        for i, (layer, bn) in enumerate(zip(branch.layers, branch.norms)):
+            z = layer(h, adj, add_loop=False)
+            z = (z - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+            z = torch.nn.functional.leaky_relu(z, 0.1)
+            h = z if i == 0 else z + h
+        torch.testing.assert_close(branch(nodes), h.max(1).values, rtol=1e-4, atol=1e-5)
+
+
 # ---- RSTAN --------------------------------------------------------------------------------
 
 def test_rstan_attention_normalised_and_aux_losses_by_formula():

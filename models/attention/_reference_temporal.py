@@ -99,10 +99,11 @@ def ref_graph_branch(branch, nodes):
     deg = adj.sum(-1)
     adj_hat = adj / torch.sqrt(deg[:, :, None] * deg[:, None, :])
     h = nodes
-    for i, layer in enumerate(branch.layers):
-        h = adj_hat @ (h @ layer.lin.weight.t()) + layer.bias
-        if i < len(branch.layers) - 1:
-            h = torch.relu(h)
+    for i, (layer, norm) in enumerate(zip(branch.layers, branch.norms)):
+        out = adj_hat @ (h @ layer.lin.weight.t()) + layer.bias
+        out = batch_norm(norm, out.reshape(-1, out.shape[-1])).reshape(out.shape)
+        out = torch.where(out > 0, out, branch.negative_slope * out)
+        h = out + h if i > 0 else out
     return h.max(1).values
 
 
@@ -113,7 +114,8 @@ def ref_stgcn(m, x):
         raise ValueError("ref_stgcn slices equal patches: H must be a multiple of num_parts")
     patches = x.reshape(n, c, t, p, h // p, w).mean((4, 5)).permute(0, 2, 3, 1)   # (N, T, P, C)
     temporal = ref_graph_branch(m.temporal, patches.reshape(n, t * p, c))
-    structural = torch.stack([ref_graph_branch(m.structural, patches[:, i]) for i in range(t)], 1).mean(1)
+    # one graph per frame; the frames go through together so that BN sees the same batch
+    structural = ref_graph_branch(m.structural, patches.reshape(n * t, p, c)).reshape(n, t, c).mean(1)
     return torch.cat((x.mean((2, 3, 4)), temporal, structural), 1)
 
 
