@@ -43,10 +43,16 @@ class RSTAN(nn.Module):
     (Xu et al. 2015, Sharma et al. 2015) over the steps, averaged over the clips:
     ``rstan_spatial = spatial_reg_weight * mean_tau sum_k (1 - sum_t alpha_{t,tau,k})^2`` and
     ``rstan_temporal = temporal_reg_weight * sum_tau (1 - sum_t beta_{t,tau})^2``.
-    The paper's own regulariser is actor-attention regularisation, which needs actor boxes
-    (JHMDB) and is not implemented; its exact equations were not available to check here, so
-    these box-free terms and their weights (1.0, Sharma et al.'s lambda) are our choice, as are
-    ``hidden_size = 512`` and ``attention_dim = 256``. The paper's appearance/motion two-stream
+
+    What the paper states (abstract and Sec. 3, as far as reachable here): an LSTM whose input
+    at every step is a spatial-temporal attention over all sampled frames, driven by the
+    previous state (above); appearance and motion LSTMs fused by attention and trained jointly;
+    an actor-attention regulariser. What is ours (the stored copies reachable while writing
+    this hold only the abstract, so none of the paper's sizes or weights could be read):
+    ``hidden_size = 512``, ``attention_dim = 256``, the box-free doubly-stochastic regularisers
+    in place of the actor-attention one (which needs actor boxes, JHMDB) and their weights
+    (1.0, Sharma et al.'s lambda), the zero initial state, the clip feature ``mean_t h_t``,
+    and the backbone and frame count of the shipped config. The appearance/motion two-stream
     fusion lies outside this single-stream aggregator.
 
     Every step attends over the set of frames, so the feature does not depend on the frame
