@@ -10,7 +10,8 @@ the random training draws) and returns int64 indices inside ``[0, num_frames)``.
   training, the centre window at test time.
 - ``uniform_clips``: ``num_clips`` windows of ``clip_len`` x ``stride`` whose starts sit at the
   centres of ``num_clips`` equal chunks of the possible start range (mmaction2's test sampling),
-  with each window's first/last frame so inference can report seconds (``window_seconds``).
+  with each window's first/last frame so inference can report seconds (``window_seconds``, from
+  the frames' own timestamps).
 
 Videos shorter than a window repeat their last frame (indices are clamped), so every clip has
 exactly the asked number of frames.
@@ -87,9 +88,12 @@ def uniform_clips(num_frames: int, clip_len: int, stride: int, num_clips: int) -
     return ClipWindows(indices, starts, indices[:, -1].copy())
 
 
-def window_seconds(windows: ClipWindows, fps: float) -> np.ndarray:
-    """(V, 2) start/end times in seconds: a window covers its frames, so it ends at (end + 1) / fps."""
-    return np.stack([windows.start / fps, (windows.end + 1) / fps], axis=1)
+def window_seconds(windows: ClipWindows, timestamps: np.ndarray) -> np.ndarray:
+    """(V, 2) start/end times in seconds from the frames' own ``timestamps`` ((num_frames, 2) start
+    and end of each frame, e.g. ``video.timestamps()``): a window starts when its first frame
+    starts and ends when its last frame ends, so variable frame rates are reported exactly."""
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    return np.stack([timestamps[windows.start, 0], timestamps[windows.end, 1]], axis=1)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,16 @@ bilinear as well, so both back-ends give the same pixels up to rounding.
 >>> with open_video(path, size=(128, 171)) as video:     # one open for many reads (multi-view test)
 ...     views = video.read(indices)
 
+>>> video.timestamps()                                  # (num_frames, 2) start/end seconds of each frame
+
+Frames are numbered in display order by both back-ends (PyAV by a table of the packets' pts), and
+``timestamps`` are the frames' own, so variable frame rates index and time correctly.
 Indices past either end are clamped to the first / last frame. Every failure (missing file,
 garbage bytes, a stream neither back-end can decode) raises ``VideoReadError`` naming the path.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from typing import Sequence
@@ -29,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover - decord has no wheel on some platforms; PyAV still works
     decord = None
 
-__all__ = ["VideoReadError", "open_video", "read_clip", "video_info", "DecordVideo", "PyAVVideo"]
+__all__ = ["VideoReadError", "open_video", "read_clip", "video_info", "native_size", "DecordVideo", "PyAVVideo"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,11 @@ class VideoReadError(RuntimeError):
 
 
 def _short_reason(err: BaseException) -> str:
-    """decord errors carry a C++ backtrace: keep the first line and the type."""
+    """decord errors carry a C++ backtrace: keep the first line and the type. FFmpeg's generic
+    failure (-1) reaches PyAV as errno 1 and would read "PermissionError: Operation not permitted"
+    on a file that is merely damaged: say what it is."""
+    if isinstance(err, av.error.FFmpegError) and err.errno == errno.EPERM:
+        return "FFmpeg failed on damaged data (generic error -1)"
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
@@ -80,6 +89,13 @@ class _Video:
         torchvision's uint8 antialiased resize runs ~4x faster on it than on a contiguous
         (T,3,H,W), and the transforms make the one layout copy at their end."""
         return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+
+    def timestamps(self) -> np.ndarray:
+        """(num_frames, 2) start and end of each frame in seconds, from the average frame rate
+        (NaN when unknown); the back-ends override it with the frames' own timestamps."""
+        fps = self.fps if np.isfinite(self.fps) and self.fps > 0 else np.nan
+        start = np.arange(self.num_frames, dtype=np.float64) / fps
+        return np.stack([start, start + 1 / fps], axis=1)
 
     def close(self) -> None:
         pass
@@ -121,6 +137,15 @@ class DecordVideo(_Video):
                 raise VideoReadError(self.path, f"decord: {_short_reason(err)}") from err
         return self._frame_size
 
+    def timestamps(self) -> np.ndarray:
+        """(num_frames, 2) start and end of each frame in seconds from the stream start (decord's
+        ``get_frame_timestamp``: the frames' own pts, so variable frame rates are exact)."""
+        try:
+            return np.asarray(self._reader.get_frame_timestamp(np.arange(self.num_frames)), dtype=np.float64)
+        except Exception as err:  # noqa: BLE001 - decord's own error type
+            log.info("decord has no timestamps for %s (%s); assuming %.3f fps", self.path, _short_reason(err), self.fps)
+            return _Video.timestamps(self)
+
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         idx = self._clamp(indices)
         try:
@@ -139,41 +164,68 @@ class DecordVideo(_Video):
 
 
 class PyAVVideo(_Video):
-    """A video opened with PyAV; reads seek near the first wanted frame of each run of frames."""
+    """A video opened with PyAV; reads seek near the first wanted frame of each run of frames.
+
+    Frames are numbered by their presentation timestamps: opening demuxes the stream once (packets
+    only, nothing decoded) into a sorted table of pts, so frame ``i`` is the ``i``-th in display
+    order whatever the frame rate (constant or variable), as decord numbers them. A stream without
+    usable pts (missing or repeated) is numbered in decoding order instead.
+    """
 
     backend = "pyav"
 
     def __init__(self, path: str, size=None, num_threads: int = 1):
         self.path, self.size, self.num_threads = path, _check_size(size), num_threads
         try:
-            self._container = av.open(path)
-            if not self._container.streams.video:
-                raise ValueError("no video stream")
-            self._stream = self._container.streams.video[0]
-            self._stream.thread_count = max(1, num_threads)
+            self._open()
             rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
             self.fps = float(rate) if rate else float("nan")
-            self.num_frames = self._count_frames()
+            self._index()
         except VideoReadError:
             raise
         except Exception as err:
             raise VideoReadError(path, f"PyAV: {_short_reason(err)}") from err
         if self.num_frames <= 0:
             raise VideoReadError(path, "PyAV: no video frames")
-        stream = self._stream
-        self._start = stream.start_time or 0
-        self._seekable = bool(np.isfinite(self.fps) and stream.time_base)
 
-    def _count_frames(self) -> int:
-        """The header's frame count, else duration x fps, else a count of the demuxed packets."""
-        stream = self._stream
-        if stream.frames and stream.frames > 0:
-            return int(stream.frames)
-        if stream.duration and stream.time_base and np.isfinite(self.fps):
-            return int(round(float(stream.duration * stream.time_base) * self.fps))
-        count = sum(1 for packet in self._container.demux(stream) if packet.size > 0)
-        self._container.seek(0)
-        return count
+    def _open(self) -> None:
+        self.close()
+        self._container = av.open(self.path)
+        if not self._container.streams.video:
+            raise ValueError("no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_count = max(1, self.num_threads)
+
+    def _index(self) -> None:
+        """``_pts`` (sorted int64, None when unusable), ``_durations`` and ``num_frames`` from the packets."""
+        stream, pts, durations = self._stream, [], []
+        try:
+            for packet in self._container.demux(stream):
+                if packet.size > 0:
+                    pts.append(packet.pts)
+                    durations.append(packet.duration or 0)
+        except av.error.FFmpegError as err:  # a truncated or damaged file: keep the packets before the damage
+            if not pts:
+                raise
+            log.info("PyAV: %s is damaged after %d packets (%s)", self.path, len(pts), _short_reason(err))
+        self.num_frames = len(pts)
+        self._pts = self._durations = None
+        if pts and None not in pts and len(set(pts)) == len(pts):
+            order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
+            self._pts = np.asarray(pts, dtype=np.int64)[order]
+            self._durations = np.asarray(durations, dtype=np.int64)[order]
+        self._open()   # rewind by reopening: seeking a damaged file may fail
+
+    def timestamps(self) -> np.ndarray:
+        """(num_frames, 2) start and end of each frame in seconds from the stream start (decord's
+        convention: end = start + the packet's duration, else the next frame's start, else 1/fps)."""
+        if self._pts is None:
+            return _Video.timestamps(self)
+        base = float(self._stream.time_base)
+        first = self._stream.start_time if self._stream.start_time is not None else int(self._pts[0])
+        start = (self._pts - first) * base
+        end = np.append(start[1:], start[-1] + (1 / self.fps if np.isfinite(self.fps) and self.fps > 0 else np.nan))
+        return np.stack([start, np.where(self._durations > 0, start + self._durations * base, end)], axis=1)
 
     def frame_size(self) -> tuple[int, int]:
         if self.size:
@@ -189,20 +241,17 @@ class PyAVVideo(_Video):
         height, width = self.size
         return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
 
-    def _frame_index(self, frame) -> int | None:
-        if frame.pts is None:
-            return None
-        return int(round(float((frame.pts - self._start) * self._stream.time_base) * self.fps))
-
     def _decode_run(self, run: np.ndarray, frames: dict) -> bool:
-        """Seek to the key frame before ``run[0]``, decode up to ``run[-1]``; False if pts are unusable."""
-        stream = self._stream
-        target = self._start + int(run[0] / self.fps / stream.time_base)
-        self._container.seek(target, stream=stream, backward=True, any_frame=False)
+        """Seek to the key frame before ``run[0]``, decode up to ``run[-1]``; False when the seek
+        fails (a damaged index) or a decoded frame's pts is not in the table."""
+        try:
+            self._container.seek(int(self._pts[run[0]]), stream=self._stream, backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            return False
         wanted = set(run.tolist())
-        for frame in self._container.decode(stream):
-            index = self._frame_index(frame)
-            if index is None:
+        for frame in self._container.decode(self._stream):
+            index = -1 if frame.pts is None else int(np.searchsorted(self._pts, frame.pts))
+            if index < 0 or index >= self.num_frames or self._pts[index] != frame.pts:
                 return False
             if index in wanted:
                 frames[index] = self._to_array(frame)
@@ -211,8 +260,8 @@ class PyAVVideo(_Video):
         return True
 
     def _decode_sequential(self, last: int, wanted: set, frames: dict) -> None:
-        """Decode from the start, numbering frames in decoding order (files without timestamps)."""
-        self._container.seek(0)
+        """Decode from the start, numbering frames in decoding order (files without usable pts)."""
+        self._open()
         for index, frame in enumerate(self._container.decode(self._stream)):
             if index in wanted:
                 frames[index] = self._to_array(frame)
@@ -224,7 +273,7 @@ class PyAVVideo(_Video):
         wanted = np.unique(idx)
         frames: dict[int, np.ndarray] = {}
         try:
-            ok = self._seekable
+            ok = self._pts is not None
             if ok:
                 runs = np.split(wanted, np.flatnonzero(np.diff(wanted) > SEEK_GAP) + 1)
                 ok = all(self._decode_run(run, frames) for run in runs)
@@ -236,7 +285,7 @@ class PyAVVideo(_Video):
             raise VideoReadError(self.path, f"PyAV: {_short_reason(err)}") from err
         if not frames:
             raise VideoReadError(self.path, "PyAV: no frame could be decoded")
-        # A header may promise more frames than the stream holds: use the last frame decoded.
+        # The data may end before the last packet (a truncated file): use the last frame decoded.
         decoded = np.array(sorted(frames))
         nearest = decoded[np.clip(np.searchsorted(decoded, idx, side="right") - 1, 0, None)]
         return self._to_tensor(np.stack([frames[int(i)] for i in nearest]))
@@ -273,6 +322,20 @@ def open_video(path: str, size=None, num_threads: int = 1, backend: str = "auto"
         return PyAVVideo(path, size, num_threads)
     except VideoReadError as err:
         raise VideoReadError(path, f"decord: {decord_reason}; {err.reason}") from err
+
+
+def native_size(path: str) -> tuple[int, int]:
+    """(H, W) of a video's frames from the stream header (PyAV; nothing decoded, no index built),
+    else from its first decoded frame (``VideoReadError`` when that fails too)."""
+    try:
+        with av.open(os.fspath(path)) as container:
+            context = container.streams.video[0].codec_context
+            if context is not None and min(context.height, context.width) > 0:
+                return context.height, context.width
+    except Exception:  # noqa: BLE001 - a damaged header (or no codec context): decode instead
+        pass
+    with open_video(path) as video:
+        return tuple(int(s) for s in video.read([0]).shape[-2:])
 
 
 def read_clip(path: str, indices: Sequence[int], size=None, backend: str = "auto") -> torch.Tensor:

@@ -75,7 +75,8 @@ class _ClipRunner:
             return int(d.HEIGHT), int(d.WIDTH)
         if d.DECODE_SIZE:
             return tuple(int(s) for s in d.DECODE_SIZE)
-        height, width = _native_size(path)
+        from datasets.video_reader import native_size
+        height, width = native_size(path)
         scale = d.SHORT_SIDE / min(height, width)
         return max(1, round(height * scale)), max(1, round(width * scale))
 
@@ -92,20 +93,6 @@ class _ClipRunner:
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             out = self.model(clips.contiguous().to(self.device)).float().cpu()
         return out if self.reid else out.softmax(-1)
-
-
-def _native_size(path: str) -> tuple[int, int]:
-    """(H, W) from the stream header (PyAV), else from the first frame decoded."""
-    from datasets.video_reader import open_video
-    try:
-        with open_video(path, backend="pyav") as probe:
-            height, width = probe.frame_size()
-        if min(height, width) > 0:
-            return height, width
-    except Exception:  # noqa: BLE001 - a damaged header (PyAV may even lack the codec context): decode instead
-        pass
-    with open_video(path) as video:  # read() raises VideoReadError only, whatever goes wrong inside
-        return tuple(video.read([0]).shape[-2:])
 
 
 def _read_windows(video, indices: np.ndarray) -> torch.Tensor:
@@ -143,7 +130,7 @@ def _infer_one(runner: _ClipRunner, path: str, clip_len: int, frame_stride: int,
     from datasets.clip_sampling import uniform_clips, window_seconds
     from datasets.video_reader import open_video
     with open_video(path, size=runner.decode_size(path)) as video:
-        n, fps = video.num_frames, video.fps
+        n, fps, times = video.num_frames, video.fps, video.timestamps()   # the frames' own times (VFR)
         windows = (uniform_clips(n, clip_len, frame_stride, num_windows) if num_windows > 0
                    else sliding_windows(n, clip_len, frame_stride, window_stride))
         outputs = []
@@ -153,10 +140,10 @@ def _infer_one(runner: _ClipRunner, path: str, clip_len: int, frame_stride: int,
                 outputs.append(runner(_read_windows(video, windows.indices[s:s + batch])))
                 bar.update(len(outputs[-1]))
     outputs = torch.cat(outputs)
-    seconds = window_seconds(windows, fps) if np.isfinite(fps) and fps > 0 else np.full((len(outputs), 2), np.nan)
     rows = [{"start": round(float(a), 3), "end": round(float(b), 3), "start_frame": int(f0), "end_frame": int(f1)}
-            for (a, b), f0, f1 in zip(seconds, windows.start, windows.end)]
-    result = {"path": path, "fps": fps, "num_frames": n, "clip_len": clip_len, "frame_stride": frame_stride,
+            for (a, b), f0, f1 in zip(window_seconds(windows, times), windows.start, windows.end)]
+    result = {"path": path, "fps": fps, "num_frames": n, "duration": round(float(times[-1, 1]), 3),
+              "clip_len": clip_len, "frame_stride": frame_stride,
               "window_stride": window_stride if num_windows <= 0 else None, "windows": rows}
     if runner.reid:
         result["embeddings"] = outputs.numpy()
@@ -230,7 +217,7 @@ def _csv_rows(results: list[dict]) -> tuple[list[str], list[list]]:
             tail = [r["embeddings"], w["row"]] if reid else [x for pair in w["topk"] for x in pair]
             rows.append([r["path"], i, w["start_frame"], w["end_frame"], w["start"], w["end"], *tail])
         if not reid:
-            end = round(r["num_frames"] / r["fps"], 3) if r["fps"] and np.isfinite(r["fps"]) else ""
+            end = r["duration"] if np.isfinite(r["duration"]) else ""
             rows.append([r["path"], "video", 0, r["num_frames"] - 1, 0.0, end,
                          *[x for pair in r["video_topk"] for x in pair]])
     return head + ["error"], rows
@@ -259,7 +246,8 @@ def format_result(r: dict, show: int = 3) -> str:
     name = os.path.basename(r["path"])
     if "error" in r:
         return f"{name}: SKIPPED ({r['error']})"
-    head = (f"{name}: {r['num_frames']} frames at {r['fps']:.2f} fps, {len(r['windows'])} windows of "
+    head = (f"{name}: {r['num_frames']} frames, {r['duration']:.2f} s (average {r['fps']:.2f} fps), "
+            f"{len(r['windows'])} windows of "
             f"{r['clip_len']} frames (frame stride {r['frame_stride']})")
     if "embeddings" in r:
         return f"{head}\n  clip embeddings ({len(r['windows'])}, {r['dim']}) -> {r['embeddings']}"

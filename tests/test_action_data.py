@@ -234,7 +234,8 @@ def test_dense_and_uniform_clips_by_hand():
     windows = uniform_clips(20, 4, 2, 3)                                         # 14 starts -> centres 2.33, 7, 11.67
     assert windows.start.tolist() == [2, 7, 11] and windows.end.tolist() == [8, 13, 17]
     assert windows.indices.tolist() == [[2, 4, 6, 8], [7, 9, 11, 13], [11, 13, 15, 17]]
-    np.testing.assert_allclose(window_seconds(windows, fps=10.0), [[0.2, 0.9], [0.7, 1.4], [1.1, 1.8]])
+    at_10_fps = np.stack([np.arange(20) / 10, np.arange(1, 21) / 10], axis=1)
+    np.testing.assert_allclose(window_seconds(windows, at_10_fps), [[0.2, 0.9], [0.7, 1.4], [1.1, 1.8]])
     assert uniform_clips(3, 4, 1, 2).indices.tolist() == [[0, 1, 2, 2]] * 2
     assert ClipSampler("dense", 4, 2, train=False, num_clips=3)(20).tolist() == windows.indices.tolist()
     assert ClipSampler("tsn", 3, train=True)(10, np.random.default_rng(0)).shape == (1, 3)

@@ -143,6 +143,7 @@ def test_train_test_infer_over_the_damaged_set(damaged, tmp_path):
     res = infer_videos(CFG, ckpt, videos, str(tmp_path / "infer.csv"), overrides(root, tmp_path / "infer"), topk=2)
     assert [r["path"] for r in res] == videos
     failed = {r["path"] for r in res if "error" in r}
+    assert not [r["error"] for r in res if "error" in r and "not permitted" in r["error"]]   # damage, not permissions
     assert {p for p, e in expect.items() if e == "broken"} <= failed
     assert not failed & {p for p, e in expect.items() if e == "readable"}
     assert all(len(r["windows"]) == 1 for r in res if "error" not in r)     # 12 frames or fewer: one window

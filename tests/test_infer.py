@@ -87,6 +87,23 @@ def test_json_windows_and_video_mean(action_ckpt, tmp_path):
     assert scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_variable_frame_rate_windows_use_the_frames_own_times(action_ckpt, tmp_path, monkeypatch, backend):
+    from test_video_reader import VFR_MS, write_vfr_video
+    path = write_vfr_video(str(tmp_path / "vfr.mkv"))             # 9 frames over 6.68 s, nominal 25 fps
+    if backend == "pyav":
+        def refuse(self, *args, **kwargs):
+            raise RuntimeError("decord refuses this file")
+        monkeypatch.setattr(video_reader.DecordVideo, "__init__", refuse)
+    r = infer_videos(ACTION_CFG, action_ckpt, [path], None, ACTION_SET, clip_len=2, frame_stride=1,
+                     window_stride=2)[0]
+    assert r["num_frames"] == 9 and r["duration"] == pytest.approx(6.68, abs=1e-3)
+    frames = [(w["start_frame"], w["end_frame"]) for w in r["windows"]]
+    assert frames == [(0, 1), (2, 3), (4, 5), (6, 7)]
+    seconds = [(w["start"], w["end"]) for w in r["windows"]]
+    np.testing.assert_allclose(seconds, [(VFR_MS[a] / 1000, VFR_MS[b] / 1000 + 0.04) for a, b in frames], atol=1e-3)
+
+
 def test_batches_read_only_their_frames_and_do_not_change_results(action_ckpt, tmp_path, monkeypatch):
     bunny = sample_video("bigbuckbunny.mp4")              # 132 frames, 1280x720
     reads = []
@@ -151,7 +168,7 @@ def test_tool_prints_tables_and_skips_broken_videos(action_ckpt, tmp_path, capsy
     main([ACTION_CFG, "--checkpoint", action_ckpt, bikes, str(broken), "--out", str(tmp_path / "r.json"),
           "--clip-len", "2", "--frame-stride", "5", "--window-stride", "100", "--topk", "2", "--set", *ACTION_SET])
     printed = capsys.readouterr().out
-    assert "bikes.mp4: 250 frames at 25.00 fps, 3 windows of 2 frames" in printed   # starts 0, 100, 200
+    assert "bikes.mp4: 250 frames, 10.00 s (average 25.00 fps), 3 windows of 2 frames" in printed   # starts 0, 100, 200
     assert printed.count("broken.mkv: SKIPPED") == 1 and "1 videos done, 1 skipped" in printed
     res = json.load(open(tmp_path / "r.json"))
     assert [len(r.get("windows", [])) for r in res] == [3, 0] and "error" in res[1]

@@ -1,4 +1,5 @@
 """Video reading: decord vs PyAV agree, PyAV fallback, seeking, clamping, VideoReadError."""
+import fractions
 import importlib.util
 import os
 
@@ -38,6 +39,60 @@ def _write_gray_video(path, codec, values, size=32, pix_fmt="yuv420p"):
             frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), v, np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
+
+
+VFR_MS = [0, 40, 80, 1000, 1040, 3000, 3040, 6000, 6640]     # frame i shown from VFR_MS[i] ms, 40 ms long
+
+
+def write_vfr_video(path, codec="mpeg4", pts_ms=VFR_MS, size=32):
+    """A variable-frame-rate video: frame i is grey 10 i + 5 (it encodes its own index) and starts
+    at ``pts_ms[i]`` milliseconds (the stream's nominal rate, 25 fps, says nothing about that)."""
+    with av.open(path, "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for i, ms in enumerate(pts_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 10 * i + 5, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, fractions.Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def grey_index(clip):
+    """The frame index each frame of a grey-level clip encodes."""
+    return ((clip.float().mean(dim=(1, 2, 3)) - 5) / 10).round().long().tolist()
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_variable_frame_rate_frames_and_timestamps(tmp_path, backend):
+    path = write_vfr_video(str(tmp_path / "vfr.mkv"))
+    with open_video(path, backend=backend) as video:
+        assert video.backend == backend and video.num_frames == 9
+        assert grey_index(video.read(range(9))) == list(range(9))
+        assert grey_index(video.read([8, 3, 4, 5, 0])) == [8, 3, 4, 5, 0]
+        times = video.timestamps()
+    np.testing.assert_allclose(times[:, 0], np.array(VFR_MS) / 1000, atol=1e-5)
+    np.testing.assert_allclose(times[:, 1], np.array(VFR_MS) / 1000 + 0.04, atol=1e-5)
+
+
+def test_pyav_fallback_on_av1_indexes_variable_frame_rate_frames(tmp_path):
+    if "libsvtav1" not in av.codecs_available:
+        pytest.skip("no AV1 encoder in this PyAV build")
+    path = write_vfr_video(str(tmp_path / "vfr_av1.mkv"), "libsvtav1", size=64)
+    with open_video(path) as video:                               # decord cannot open AV1: PyAV takes over
+        assert video.backend == "pyav" and video.num_frames == 9
+        window = video.read([3, 4, 5])
+        assert grey_index(window) == [3, 4, 5]                     # three distinct frames, not one three times
+        assert grey_index(video.read([0, 2, 4, 6, 8])) == [0, 2, 4, 6, 8]
+        np.testing.assert_allclose(video.timestamps()[:, 0], np.array(VFR_MS) / 1000, atol=1e-5)
+
+
+def test_damaged_data_is_not_reported_as_a_permission_problem():
+    reason = video_reader._short_reason(av.error.PermissionError(1, "Operation not permitted"))
+    assert "Permission" not in reason and "not permitted" not in reason and "damaged" in reason
+    assert video_reader._short_reason(ValueError("bad\nmore")) == "ValueError: bad"
 
 
 def test_video_info_matches_metadata():
