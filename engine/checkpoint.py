@@ -68,10 +68,14 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def save_checkpoint(path: str, model, optimizer, scheduler, epoch: int, cfg, extra: dict | None = None) -> None:
-    """Model, optimizer, scheduler, the number of finished epochs, RNG states and the config."""
+def save_checkpoint(path: str, model, optimizer, scheduler, epoch: int, cfg, extra: dict | None = None,
+                    criterion=None, scaler=None) -> None:
+    """Model, optimizer, scheduler, criterion (e.g. center-loss centres) and gradient-scaler
+    states, the number of finished epochs, RNG states and the config (YAML text)."""
     atomic_save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                 "criterion": criterion.state_dict() if criterion is not None else None,
+                 "scaler": scaler.state_dict() if scaler is not None else None,
                  "epoch": epoch, "rng": rng_state(), "config": cfg.dump(), **(extra or {})}, path)
 
 
@@ -131,10 +135,11 @@ def check_task(ckpt: dict, task: str, path: str) -> None:
 
 
 def load_checkpoint(path: str, model, optimizer=None, scheduler=None, restore_rng: bool = True,
-                    ckpt: dict | None = None, task: str | None = None) -> dict:
+                    ckpt: dict | None = None, task: str | None = None, criterion=None, scaler=None) -> dict:
     """Restore what was saved; returns the checkpoint dict (``epoch`` = finished epochs).
     ``ckpt``: the dict ``read_checkpoint(path)`` already returned (read once); ``task``: the
-    config's TASK, checked against the checkpoint's."""
+    config's TASK, checked against the checkpoint's. A scaler state is restored when both the
+    checkpoint's and ``scaler`` are in use (a run may switch float16 AMP on or off)."""
     ckpt = read_checkpoint(path) if ckpt is None else ckpt
     if task is not None:
         check_task(ckpt, task, path)
@@ -153,6 +158,14 @@ def load_checkpoint(path: str, model, optimizer=None, scheduler=None, restore_rn
         optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None and ckpt.get("scheduler") is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
+    if criterion is not None and ckpt.get("criterion") is not None:
+        try:
+            criterion.load_state_dict(ckpt["criterion"])
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint {path!r}: the loss state does not fit LOSS.* of the config "
+                                  f"({_mismatch(e)}); resume with the config it was trained with") from None
+    if scaler is not None and scaler.is_enabled() and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
     if restore_rng and "rng" in ckpt:
         set_rng_state(ckpt["rng"])
     return ckpt

@@ -17,6 +17,7 @@ from . import distributed as du
 from .build import build_model, build_optimizer, build_scheduler
 from .checkpoint import atomic_save, load_checkpoint, read_checkpoint, save_checkpoint, unwrap
 from .criterion import build_criterion
+from .run_folder import claim_run_folder
 from .tasks import build_task
 
 log = logging.getLogger("vidattn")
@@ -52,14 +53,16 @@ def amp_dtype(cfg, device: torch.device):
 
 
 class Trainer:
-    """Builds everything from the config and trains. ``resume`` is a checkpoint path."""
+    """Builds everything from the config and trains. ``resume`` is a checkpoint path; a folder
+    that holds another run is refused unless ``overwrite`` (``engine/run_folder.py``)."""
 
-    def __init__(self, cfg, resume: str | None = None):
+    def __init__(self, cfg, resume: str | None = None, overwrite: bool = False):
         self.cfg = cfg
         self.device = du.resolve_device(cfg.MODEL.DEVICE)
         du.init_from_env(self.device)
         self.rank, self.world = du.rank(), du.world_size()
         ckpt = read_checkpoint(resume) if resume else None  # a bad file fails before anything is built
+        claim_run_folder(cfg.OUTPUT_DIR, resume, overwrite, main=du.is_main())
         setup_logging(cfg.OUTPUT_DIR)
         seed_everything(cfg.SEED)
         self.task = build_task(cfg, self.rank, self.world)
@@ -75,10 +78,12 @@ class Trainer:
         self.scheduler = build_scheduler(cfg, self.optimizer, self.iters_per_epoch)
         self.amp_dtype = amp_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.start_epoch, self.best = 0, -1.0
+        self.start_epoch, self.best, self.metrics, self.pending_eval = 0, -1.0, {}, False
         if resume:
-            ckpt = load_checkpoint(resume, self.model, self.optimizer, self.scheduler, ckpt=ckpt, task=cfg.TASK)
+            ckpt = load_checkpoint(resume, self.model, self.optimizer, self.scheduler, ckpt=ckpt, task=cfg.TASK,
+                                   criterion=self.criterion, scaler=self.scaler)
             self.start_epoch, self.best = ckpt["epoch"], ckpt.get("best", -1.0)
+            self.metrics, self.pending_eval = ckpt.get("metrics") or {}, bool(ckpt.get("pending_eval"))
             log.info(f"resumed from {resume} after epoch {self.start_epoch}")
         if self.world > 1:
             self.model = DistributedDataParallel(
@@ -142,6 +147,8 @@ class Trainer:
         cfg = self.cfg
         metrics = {}
         end = cfg.SOLVER.MAX_EPOCHS if stop_after is None else min(stop_after, cfg.SOLVER.MAX_EPOCHS)
+        if self.pending_eval:                 # the resumed checkpoint was saved before its evaluation
+            metrics = self._evaluate_and_save(self.start_epoch)
         for epoch in range(self.start_epoch, end):
             stats = self.train_epoch(epoch)
             if du.is_main():
@@ -149,18 +156,11 @@ class Trainer:
                          "  ".join(f"{k} {v:.4g}" for k, v in stats.items()))
             last = epoch + 1 == cfg.SOLVER.MAX_EPOCHS
             do_eval = last or (cfg.SOLVER.EVAL_PERIOD > 0 and (epoch + 1) % cfg.SOLVER.EVAL_PERIOD == 0)
-            if do_eval and du.is_main():
-                metrics = self.evaluate()
-                self.log_metrics(metrics, epoch + 1)
-            du.barrier()
             if du.is_main() and (last or (epoch + 1) % cfg.SOLVER.CHECKPOINT_PERIOD == 0 or do_eval):
-                improved = do_eval and metrics.get(self.task.key_metric, -1) > self.best
-                if improved:
-                    self.best = metrics[self.task.key_metric]
-                extra = {"best": self.best, "metrics": metrics, "classes": getattr(self.task, "classes", None)}
-                for name in ("last.pth", "best.pth") if improved else ("last.pth",):
-                    save_checkpoint(os.path.join(self.ckpt_dir, name), self.model, self.optimizer, self.scheduler,
-                                    epoch + 1, cfg, extra)
+                self.pending_eval = do_eval   # last.pth first: the epoch survives a crash in the evaluation
+                self._save(("last.pth",), epoch + 1)
+            if do_eval:
+                metrics = self._evaluate_and_save(epoch + 1)
             du.barrier()
         if du.is_main() and hasattr(self.task, "finish"):
             self.task.finish()                    # e.g. the summary of skipped broken videos
@@ -169,6 +169,28 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         return metrics
+
+    def _evaluate_and_save(self, epoch: int) -> dict:
+        """Evaluate (main process) after ``epoch`` epochs, then save last.pth (and best.pth when
+        the key metric improved) with the metrics; all processes wait for it."""
+        metrics = {}
+        if du.is_main():
+            metrics = self.evaluate()
+            self.log_metrics(metrics, epoch)
+            improved = metrics.get(self.task.key_metric, -1) > self.best
+            if improved:
+                self.best = metrics[self.task.key_metric]
+            self.metrics, self.pending_eval = metrics, False
+            self._save(("last.pth", "best.pth") if improved else ("last.pth",), epoch)
+        du.barrier()
+        return metrics
+
+    def _save(self, names, epoch: int) -> None:
+        extra = {"best": self.best, "metrics": self.metrics, "pending_eval": self.pending_eval,
+                 "classes": getattr(self.task, "classes", None)}
+        for name in names:
+            save_checkpoint(os.path.join(self.ckpt_dir, name), self.model, self.optimizer, self.scheduler,
+                            epoch, self.cfg, extra, criterion=self.criterion, scaler=self.scaler)
 
     def log_metrics(self, metrics: dict, epoch: int) -> None:
         log.info(self.task.format(metrics))

@@ -46,3 +46,23 @@ def test_folder_missing_and_foreign_files(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.pth")
     with pytest.raises(UserError, match="not a vidattn checkpoint"):
         read_checkpoint(str(tmp_path / "other.pth"))
+
+
+def test_criterion_and_scaler_states_round_trip(tmp_path):
+    """Center-loss centres and a gradient scaler's state come back from a checkpoint as saved."""
+    from engine.checkpoint import load_checkpoint, save_checkpoint
+    from engine.config import load_config
+    from models.losses import CenterLoss
+    cfg = load_config(None, [])
+    model = torch.nn.Linear(3, 2)
+    criterion, scaler = CenterLoss(5, 4), torch.amp.GradScaler("cpu", init_scale=512.0, growth_interval=7)
+    optimizer = torch.optim.SGD(list(model.parameters()) + list(criterion.parameters()), lr=0.1)
+    save_checkpoint(str(tmp_path / "c.pth"), model, optimizer, None, 3, cfg, criterion=criterion, scaler=scaler)
+    fresh_criterion, fresh_scaler = CenterLoss(5, 4), torch.amp.GradScaler("cpu")
+    assert not torch.equal(fresh_criterion.centers, criterion.centers)
+    load_checkpoint(str(tmp_path / "c.pth"), torch.nn.Linear(3, 2), criterion=fresh_criterion, scaler=fresh_scaler)
+    assert torch.equal(fresh_criterion.centers, criterion.centers)
+    assert fresh_scaler.state_dict() == scaler.state_dict() and fresh_scaler.get_scale() == 512.0
+    disabled = torch.amp.GradScaler("cpu", enabled=False)       # float16 AMP switched off on resume: ignored
+    load_checkpoint(str(tmp_path / "c.pth"), torch.nn.Linear(3, 2), scaler=disabled)
+    assert disabled.state_dict() == {}

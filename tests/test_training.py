@@ -10,6 +10,7 @@ import torch.multiprocessing as mp
 from engine.build import build_reid_data, build_scheduler
 from engine.checkpoint import atomic_save
 from engine.config import load_config
+from engine.errors import RunFolderError
 from engine.trainer import Trainer
 
 pytestmark = pytest.mark.slow
@@ -25,18 +26,35 @@ def tiny_cfg(root, out, *extra):
                        TINY + ["DATA.ROOT", root, "OUTPUT_DIR", str(out), *extra])
 
 
-def test_resume_is_exact(tiny_mars, tmp_path):
+def _assert_same_tensors(a, b, where=""):
+    """Nested dicts/lists of tensors and plain values: bit-identical."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_same_tensors(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_tensors(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("extra", [[], ["LOSS.CENTER_WEIGHT", "0.0005"]], ids=["plain", "center-loss"])
+def test_resume_is_exact(tiny_mars, tmp_path, extra):
     root, _ = tiny_mars
     torch.set_num_threads(1)
-    straight = Trainer(tiny_cfg(root, tmp_path / "a", "SOLVER.MAX_EPOCHS", "2"))
+    straight = Trainer(tiny_cfg(root, tmp_path / "a", "SOLVER.MAX_EPOCHS", "2", *extra))
     metrics = straight.fit()
     assert set(metrics) >= {"mAP", "rank1", "rank5", "rank10", "rank20", "mINP"}
     assert os.path.isfile(tmp_path / "a" / "metrics.json") and os.path.isfile(tmp_path / "a" / "config.yaml")
-    first = Trainer(tiny_cfg(root, tmp_path / "b", "SOLVER.MAX_EPOCHS", "2"))
+    first = Trainer(tiny_cfg(root, tmp_path / "b", "SOLVER.MAX_EPOCHS", "2", *extra))
     first.fit(stop_after=1)
     ckpt = str(tmp_path / "b" / "checkpoints" / "last.pth")
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
-    resumed = Trainer(tiny_cfg(root, tmp_path / "b", "SOLVER.MAX_EPOCHS", "2"), resume=ckpt)
+    resumed = Trainer(tiny_cfg(root, tmp_path / "b", "SOLVER.MAX_EPOCHS", "2", *extra), resume=ckpt)
     assert resumed.start_epoch == 1
     resumed.fit()
     a = torch.load(tmp_path / "a" / "checkpoints" / "last.pth", weights_only=True)
@@ -44,7 +62,85 @@ def test_resume_is_exact(tiny_mars, tmp_path):
     assert a["epoch"] == b["epoch"] == 2
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+    for key in ("criterion", "optimizer", "scheduler", "scaler"):
+        _assert_same_tensors(a[key], b[key], key)
+    same = [k for k in metrics if "seconds" not in k]
+    assert [a["metrics"][k] for k in same] == [b["metrics"][k] for k in same]
+    if extra:
+        assert a["criterion"]["center.centers"].shape == (8, 512)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 AMP (a live GradScaler) needs CUDA")
+def test_resume_keeps_the_float16_grad_scaler_state(tiny_mars, tmp_path):
+    root, _ = tiny_mars
+    amp = ["MODEL.DEVICE", "cuda", "SOLVER.AMP", "True", "SOLVER.AMP_DTYPE", "float16", "SOLVER.MAX_EPOCHS", "2"]
+    Trainer(tiny_cfg(root, tmp_path / "a", *amp)).fit()
+    Trainer(tiny_cfg(root, tmp_path / "b", *amp)).fit(stop_after=1)
+    ckpt = str(tmp_path / "b" / "checkpoints" / "last.pth")
+    assert torch.load(ckpt, weights_only=True)["scaler"]["_growth_tracker"] > 0
+    Trainer(tiny_cfg(root, tmp_path / "b", *amp), resume=ckpt).fit()
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pth", weights_only=True)
+    assert a["scaler"] == b["scaler"] and a["scaler"]["scale"] > 0
+    for k in a["model"]:   # cuDNN kernels need not be deterministic: close, not bit-equal
+        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), rtol=1e-3, atol=1e-4), k
+
+
+def test_last_epoch_survives_an_evaluation_crash(tiny_mars, tmp_path, monkeypatch):
+    """last.pth is written before the evaluation; resuming it runs the evaluation that crashed."""
+    root, _ = tiny_mars
+    torch.set_num_threads(1)
+    trainer = Trainer(tiny_cfg(root, tmp_path, "SOLVER.MAX_EPOCHS", "1"))
+
+    def crash():
+        raise RuntimeError("evaluation crashed")
+
+    monkeypatch.setattr(trainer, "evaluate", crash)
+    with pytest.raises(RuntimeError, match="evaluation crashed"):
+        trainer.fit()
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.pth", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["pending_eval"] and not os.path.exists(tmp_path / "metrics.json")
+    resumed = Trainer(tiny_cfg(root, tmp_path, "SOLVER.MAX_EPOCHS", "1"), resume=str(tmp_path / "checkpoints" / "last.pth"))
+    metrics = resumed.fit()
+    assert "mAP" in metrics and os.path.isfile(tmp_path / "metrics.json")
+    after = torch.load(tmp_path / "checkpoints" / "last.pth", weights_only=True)
+    assert not after["pending_eval"] and after["metrics"] == metrics
+    for k in ckpt["model"]:
+        assert torch.equal(ckpt["model"][k], after["model"][k]), k   # evaluated, not trained again
+    assert os.path.isfile(tmp_path / "checkpoints" / "best.pth")
+
+
+def _fake_run(folder):
+    """An earlier run's files, with contents to compare byte for byte."""
+    (folder / "checkpoints").mkdir(parents=True)
+    files = {"checkpoints/last.pth": b"last", "checkpoints/best.pth": b"best", "metrics.json": b'{"mAP": 0.384}',
+             "config.yaml": b"OUTPUT_DIR: x\n", "log.txt": b"epoch 4\n"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+def _contents(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_rerunning_a_config_keeps_the_first_run(tiny_mars, tmp_path):
+    root, _ = tiny_mars
+    files = _fake_run(tmp_path / "run")
+    before = _contents(tmp_path / "run")
+    assert before == files
+    cfg = tiny_cfg(root, tmp_path / "run", "SOLVER.MAX_EPOCHS", "1")
+    with pytest.raises(RunFolderError, match=r"already holds a run .*--resume .*last.pth.*--overwrite"):
+        Trainer(cfg)
+    other = tmp_path / "elsewhere.pth"          # another run's checkpoint does not continue this one
+    torch.save({"model": {}, "epoch": 1}, other)
+    with pytest.raises(RunFolderError):
+        Trainer(cfg, resume=str(other))
+    assert _contents(tmp_path / "run") == before
+    Trainer(cfg, overwrite=True)                # explicit: the earlier run's checkpoints and metrics go
+    left = _contents(tmp_path / "run")
+    assert not any(name.startswith("checkpoints/") for name in left) and "metrics.json" not in left
+    assert left["config.yaml"] != files["config.yaml"]
 
 
 def test_atomic_save_keeps_old_file_on_failure(tmp_path):

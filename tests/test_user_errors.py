@@ -105,6 +105,12 @@ def _truncated(path):
     return path
 
 
+def _earlier_run(folder):
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "best.pth").write_bytes(b"epoch 4, 38.4 mAP")
+    return folder
+
+
 CASES = {  # name: (build(tmp_path) -> command, words the line must hold)
     "empty-checkpoint": (lambda t: ["test.py", REID_CFG, "--checkpoint", (t / "e.pth").touch() or t / "e.pth"],
                          ["e.pth", "empty"]),
@@ -117,6 +123,8 @@ CASES = {  # name: (build(tmp_path) -> command, words the line must hold)
     "ranks-with-action-config": (lambda t: ["visualize.py", "ranks", ACTION_CFG, "--checkpoint",
                                             _reid_checkpoint(t / "r.pth")], ["ranks", "TASK action", "re-ID config"]),
     "synthetic-size": (lambda t: ["make_synthetic.py", "ucf101", t / "out", "--size", "32"], ["--size", "'32'"]),
+    "rerun-into-a-run-folder": (lambda t: ["train.py", REID_CFG, "OUTPUT_DIR", _earlier_run(t / "run")],
+                                ["already holds a run", "--resume", "--overwrite"]),
     "folder-to-infer": (lambda t: ["infer.py", ACTION_CFG, "--checkpoint", _reid_checkpoint(t / "r.pth"), t],
                         ["is a folder", "*.mp4"]),
 }

