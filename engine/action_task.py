@@ -53,11 +53,11 @@ def action_dataset(cfg, samples, train: bool, skip_log=None):
 class ActionTask:
     key_metric = "top1"
 
-    def __init__(self, cfg, rank: int = 0, world: int = 1, classes=None):
+    def __init__(self, cfg, rank: int = 0, world: int = 1, classes=None, train: bool = True):
         """``classes``: the trained model's class names (a checkpoint's ``classes``); None: the
         training index's. Test labels are mapped onto them by name, so a validation folder that
         lacks a class keeps the others' labels, and one with a class training did not have is an
-        error here, before anything runs."""
+        error here, before anything runs. ``train=False`` (evaluation alone): no training set."""
         from datasets.action_dataset import check_broken_share, filter_readable
         from datasets.video_folder import relabel
         self.cfg = cfg
@@ -71,11 +71,14 @@ class ActionTask:
                                 f"the training data of {d.DATASET} in {d.ROOT!r}")
         test_samples = relabel(test_index.samples, test_index.classes, self.classes,
                                f"the test data of {d.DATASET} in {d.ROOT!r}")
-        self.train_set = action_dataset(cfg, train_samples, True, self.broken_log)
-        sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.SEED,
-                                     drop_last=True)
-        self.train_loader = DataLoader(self.train_set, batch_size=d.BATCH_SIZE, sampler=sampler, drop_last=True,
-                                       num_workers=d.NUM_WORKERS, pin_memory=torch.cuda.is_available())
+        self.train_set = self.train_loader = None
+        if train:
+            self.train_set = action_dataset(cfg, train_samples, True, self.broken_log)
+            sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True,
+                                         seed=cfg.SEED, drop_last=True)
+            self.train_loader = DataLoader(self.train_set, batch_size=d.BATCH_SIZE, sampler=sampler,
+                                           drop_last=True, num_workers=d.NUM_WORKERS,
+                                           pin_memory=torch.cuda.is_available())
         self.test_paths = {path for path, _ in test_samples}
         self.unreadable, self.test_loader = [], None
         if rank == 0:  # only the main rank evaluates
@@ -117,14 +120,15 @@ class ActionTask:
         num_test = len(self.test_loader.dataset)
         metrics.update(num_videos=len(labels), num_views=int(scores.shape[1]),
                        unreadable=len(self.unreadable) + num_test - len(labels),
-                       skipped_train=len(self.train_set.broken_paths()))
+                       skipped_train=len(self.train_set.broken_paths()) if self.train_set is not None else 0)
         self.last_details = {"scores": scores.numpy(), "labels": labels.numpy()}
         return metrics
 
     def broken_summary(self) -> str:
         """The broken videos met so far, one line each (split, path, reason); "" when none."""
         from datasets.broken_files import broken_summary
-        return broken_summary(self.broken_log.entries(), {p for p, _ in self.train_set.samples}, self.test_paths,
+        train = {p for p, _ in self.train_set.samples} if self.train_set is not None else set()
+        return broken_summary(self.broken_log.entries(), train, self.test_paths,
                               "videos", "skipped", "excluded", self.broken_log.path)
 
     def finish(self) -> str:
@@ -132,7 +136,8 @@ class ActionTask:
         summary = self.broken_summary()
         if summary:
             log.warning(summary)
-        self._check_train_share()
+        if self.train_set is not None:
+            self._check_train_share()
         return summary
 
     @staticmethod

@@ -100,9 +100,10 @@ def _loader(dataset, cfg, **kw) -> DataLoader:
                       pin_memory=torch.cuda.is_available(), **kw)
 
 
-def build_reid_data(cfg, rank: int = 0, world: int = 1, skip_log=None):
-    """MARS index, training loader (P x K, sharded across ranks) and query/gallery loaders;
-    unreadable frames are replaced and listed in ``skip_log`` (``build_broken_log``)."""
+def build_reid_data(cfg, rank: int = 0, world: int = 1, skip_log=None, train: bool = True):
+    """MARS index, training loader (P x K, sharded across ranks; None unless ``train``) and
+    query/gallery loaders; unreadable frames are replaced and listed in ``skip_log``
+    (``build_broken_log``)."""
     from datasets import MARS
     from datasets.samplers import RandomIdentitySampler
     from datasets.tracklet_dataset import TrackletDataset, collate_clips
@@ -111,13 +112,16 @@ def build_reid_data(cfg, rank: int = 0, world: int = 1, skip_log=None):
         raise ValueError(f"re-ID data must be DATA.DATASET 'mars', got {cfg.DATA.DATASET!r}")
     d = cfg.DATA
     mars = MARS(d.ROOT)
-    t_train = build_reid_transform(d.HEIGHT, d.WIDTH, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN)
     t_test = build_reid_transform(d.HEIGHT, d.WIDTH, False)
     broken = dict(skip_log=skip_log, max_broken_share=d.MAX_BROKEN_SHARE)
-    train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, seed=cfg.SEED, **broken)
-    sampler = RandomIdentitySampler([t.pid for t in mars.train], d.NUM_IDS, d.NUM_INSTANCES, seed=cfg.SEED,
-                                    num_replicas=world, rank=rank)
-    train = _loader(train_set, cfg, batch_size=d.NUM_IDS * d.NUM_INSTANCES, sampler=sampler, drop_last=True)
+    if train:
+        t_train = build_reid_transform(d.HEIGHT, d.WIDTH, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN)
+        train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, seed=cfg.SEED, **broken)
+        sampler = RandomIdentitySampler([t.pid for t in mars.train], d.NUM_IDS, d.NUM_INSTANCES, seed=cfg.SEED,
+                                        num_replicas=world, rank=rank)
+        train = _loader(train_set, cfg, batch_size=d.NUM_IDS * d.NUM_INSTANCES, sampler=sampler, drop_last=True)
+    else:
+        train = None
     tracklets_per_batch = max(1, cfg.TEST.BATCH_SIZE // 4) if d.TEST_SAMPLE in ("dense", "all") else cfg.TEST.BATCH_SIZE
     query = _loader(TrackletDataset(mars.query, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken), cfg,
                     batch_size=tracklets_per_batch, collate_fn=collate_clips)

@@ -17,11 +17,11 @@ def load_trained(config_path: str, checkpoint: str, overrides=(), task_needed: b
     device = resolve_device(cfg.MODEL.DEVICE)
     ckpt = read_checkpoint(checkpoint)
     check_task(ckpt, cfg.TASK, checkpoint)
-    task = build_task(cfg, classes=checkpoint_classes(ckpt)) if task_needed else None
-    if task is not None:
-        num_classes = task.num_classes
+    task = build_task(cfg, classes=checkpoint_classes(ckpt), train=False) if task_needed else None
+    if task is not None and cfg.TASK == "action":
+        num_classes = task.num_classes            # test labels follow these classes
     else:
-        num_classes = _num_classes_from_checkpoint(ckpt, checkpoint)
+        num_classes = _num_classes_from_checkpoint(ckpt, checkpoint)  # re-ID: identities of its training data
     model = build_model(cfg, num_classes).to(device)
     load_checkpoint(checkpoint, model, restore_rng=False, ckpt=ckpt)
     return cfg, task, model.eval(), device

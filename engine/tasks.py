@@ -16,11 +16,11 @@ class ReIDTask:
 
     key_metric = "mAP"
 
-    def __init__(self, cfg, rank: int = 0, world: int = 1):
+    def __init__(self, cfg, rank: int = 0, world: int = 1, train: bool = True):
         self.cfg = cfg
         self.broken_log = build_broken_log(cfg)
         self.dataset, self.train_loader, self.query_loader, self.gallery_loader = build_reid_data(
-            cfg, rank, world, self.broken_log)
+            cfg, rank, world, self.broken_log, train)
         self.num_classes = self.dataset.num_train_pids
         self.last_details = None
 
@@ -32,7 +32,8 @@ class ReIDTask:
         """The unreadable frames this run met, one line each (split, path, reason); "" when none."""
         from datasets.broken_files import broken_summary
         test = self.query_loader.dataset.frame_paths() | self.gallery_loader.dataset.frame_paths()
-        return broken_summary(self.broken_log.entries(), self.train_loader.dataset.frame_paths(), test, "frames",
+        train = self.train_loader.dataset.frame_paths() if self.train_loader is not None else set()
+        return broken_summary(self.broken_log.entries(), train, test, "frames",
                               "replaced", "replaced", self.broken_log.path)
 
     def finish(self) -> str:
@@ -56,11 +57,12 @@ class ReIDTask:
         return format_reid_table({name: metrics})
 
 
-def build_task(cfg, rank: int = 0, world: int = 1, classes=None):
-    """``classes``: an action model's class names (from its checkpoint); test labels follow them."""
+def build_task(cfg, rank: int = 0, world: int = 1, classes=None, train: bool = True):
+    """``classes``: an action model's class names (from its checkpoint); test labels follow them.
+    ``train=False`` (evaluation alone) builds no training data."""
     if cfg.TASK == "reid":
-        return ReIDTask(cfg, rank, world)
+        return ReIDTask(cfg, rank, world, train)
     if cfg.TASK == "action":
         from .action_task import ActionTask
-        return ActionTask(cfg, rank, world, classes=classes)
+        return ActionTask(cfg, rank, world, classes=classes, train=train)
     raise ValueError(f"TASK must be 'reid' or 'action', got {cfg.TASK!r}")

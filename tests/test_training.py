@@ -214,3 +214,19 @@ def test_ddp_two_process_gloo_matches_single_process_emulation(tiny_mars, tmp_pa
     assert steps >= 2
     for k, v in model_a.state_dict().items():
         assert torch.allclose(ddp[k].float(), v.float(), atol=1e-4, rtol=1e-3), k
+
+
+def test_evaluation_needs_no_training_loader(tiny_mars, tmp_path):
+    """tools/test.py builds only the query/gallery data: a P larger than the training identities
+    (8 here) and a checkpoint trained on another number of identities (5) do not matter."""
+    from engine.build import build_model
+    from engine.checkpoint import save_checkpoint
+    from engine.evaluate import run_test
+    root, _ = tiny_mars
+    cfg = tiny_cfg(root, tmp_path / "run")
+    model = build_model(cfg, 5)
+    save_checkpoint(str(tmp_path / "c.pth"), model, torch.optim.SGD(model.parameters(), lr=0.1), None, 1, cfg)
+    config = os.path.join(os.path.dirname(__file__), "..", "configs", "_base_", "mars.yaml")
+    metrics = run_test(config, str(tmp_path / "c.pth"), TINY + ["DATA.ROOT", root, "OUTPUT_DIR", str(tmp_path / "run"),
+                                                                 "DATA.NUM_IDS", "16"])
+    assert 0 <= metrics["mAP"] <= 1 and os.path.isfile(tmp_path / "run" / "metrics.json")
