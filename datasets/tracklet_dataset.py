@@ -1,4 +1,7 @@
-"""Torch datasets over re-ID tracklets: frames decoded with ``torchvision.io`` on demand.
+"""Torch datasets over re-ID tracklets: only the sampled frames are read and decoded
+(``torchvision.io``: one batched ``decode_jpeg`` call for JPEG frames), uint8 throughout. With
+``encoded=True`` the workers only read the files and items carry the encoded bytes, for a batched
+decode on the GPU in the main process (``datasets.device_decode``).
 
 Unreadable frames (missing, empty or corrupt JPEGs) are replaced by the nearest readable frame of
 the same tracklet (the next one first, then the previous one, then further out), so a clip keeps
@@ -11,13 +14,14 @@ tracklet without a single readable frame.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
 from .broken_files import BrokenVideoLog, TooManyBrokenVideos, check_broken_share
 from .frame_sampling import METHODS, sample_all, sample_dense, sample_evenly, sample_random
@@ -30,9 +34,47 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 
+JPEG_START, JPEG_END, PNG_START = b"\xff\xd8", b"\xff\xd9", b"\x89PNG"
+
+
+def read_bytes(paths: Sequence[str]) -> list[torch.Tensor]:
+    """Each file's bytes as a 1-D uint8 tensor (read straight into it); an empty file is an error."""
+    out = []
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise ValueError("empty file")
+            data = torch.empty(size, dtype=torch.uint8)
+            if f.readinto(memoryview(data.numpy())) != size:
+                raise OSError("file shrank while being read")
+        out.append(data)
+    return out
+
+
+def decode_frames(blobs: Sequence[torch.Tensor], device="cpu") -> list[torch.Tensor]:
+    """Encoded images -> uint8 RGB ``(3,H,W)`` each, on ``device``: JPEG in one batched
+    ``decode_jpeg`` call (nvjpeg on CUDA), anything else with ``decode_image``."""
+    blobs = list(blobs)
+    if all(bytes(b[:2].tolist()) == JPEG_START for b in blobs):
+        return decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device)
+    return [decode_image(b, mode=ImageReadMode.RGB).to(device) for b in blobs]
+
+
 def read_frames(paths: Sequence[str]) -> torch.Tensor:
     """Decode JPEG/PNG frames into one uint8 ``(T,3,H,W)`` tensor."""
-    return torch.stack([decode_image(read_file(p), mode=ImageReadMode.RGB) for p in paths])
+    return torch.stack(decode_frames(read_bytes(paths)))
+
+
+def read_checked_bytes(paths: Sequence[str]) -> list[torch.Tensor]:
+    """``read_bytes``, plus the checks a worker can make without decoding: a JPEG starts with SOI
+    and ends with EOI (a truncated file does not), a PNG starts with its signature."""
+    blobs = read_bytes(paths)
+    for data in blobs:
+        head, tail = bytes(data[:4].tolist()), bytes(data[-2:].tolist())
+        if not ((head[:2] == JPEG_START and tail == JPEG_END) or head == PNG_START):
+            raise ValueError("not a complete JPEG or PNG image")
+    return blobs
 
 
 class TrackletDataset(Dataset):
@@ -43,16 +85,25 @@ class TrackletDataset(Dataset):
     ``sample="all"``: ``(1, C, L, H, W)`` with all L frames. Use :func:`collate_clips` to batch
     variable numbers of clips; the evaluator bounds memory by forwarding clips in chunks.
     ``skip_log`` / ``max_broken_share``: unreadable frames (see the module docstring).
+    Clips are uint8; the model normalises them.
+
+    ``encoded=True`` (no ``transform``): items are ``(data, lengths, frames, pid, camid, index)``:
+    the encoded bytes of the distinct frames sampled, end to end (``data`` uint8, ``lengths``
+    int64), and ``frames`` int64 ``(seq_len,)`` or ``(num_clips, seq_len)`` indexing them. Batch
+    them with ``device_decode.collate_encoded``. Unreadable frames are those that fail
+    ``read_checked_bytes`` (missing, empty, truncated, not an image).
     """
 
     def __init__(self, tracklets: Sequence[Tracklet], seq_len: int = 4, sample: str = "evenly",
                  transform: Callable | None = None, seed: int = 0, skip_log: BrokenVideoLog | None = None,
-                 max_broken_share: float = 1.0):
+                 max_broken_share: float = 1.0, encoded: bool = False):
         if sample not in METHODS:
             raise ValueError(f"sample must be one of {METHODS}, got {sample!r}")
+        if encoded and transform is not None:
+            raise ValueError("encoded items carry undecoded bytes: their transform runs after decoding, not here")
         self.tracklets = list(tracklets)
         self.seq_len, self.sample, self.transform = seq_len, sample, transform
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.encoded = seed, 0, encoded
         self.skip_log, self.max_broken_share = skip_log, max_broken_share
         self.unreadable: set[str] = set()       # frame paths known to fail, in this process
 
@@ -85,15 +136,19 @@ class TrackletDataset(Dataset):
         check_broken_share(len(self.broken_frames()), len(self.frame_paths()), self.max_broken_share, "frames",
                            where)
 
-    def _read(self, t: Tracklet, wanted: np.ndarray) -> torch.Tensor:
-        """uint8 (len(wanted), 3, H, W): frames ``wanted`` of ``t``, unreadable ones replaced (docstring)."""
+    def _load(self, paths: Sequence[str]) -> list[torch.Tensor]:
+        """One tensor per frame: decoded uint8 (3, H, W), or its encoded bytes (``encoded``)."""
+        return read_checked_bytes(paths) if self.encoded else decode_frames(read_bytes(paths))
+
+    def _read(self, t: Tracklet, wanted: np.ndarray) -> list[torch.Tensor]:
+        """``_load`` of frames ``wanted`` of ``t``, unreadable ones replaced (module docstring)."""
         paths = [t.frames[k] for k in wanted]
         if self.unreadable.isdisjoint(paths):
             try:
-                return read_frames(paths)
+                return self._load(paths)
             except Exception:  # noqa: BLE001 - find the frame(s) at fault, one at a time
                 pass
-        return torch.stack([self._nearest_readable(t, int(k)) for k in wanted])
+        return [self._nearest_readable(t, int(k)) for k in wanted]
 
     def _nearest_readable(self, t: Tracklet, k: int) -> torch.Tensor:
         n, failed = len(t.frames), []
@@ -102,7 +157,7 @@ class TrackletDataset(Dataset):
             if path in self.unreadable:
                 continue
             try:
-                frame = read_frames([path])[0]
+                frame = self._load([path])[0]
             except Exception as err:  # noqa: BLE001 - missing file, empty or corrupt JPEG
                 failed.append((path, err))
                 continue
@@ -130,9 +185,12 @@ class TrackletDataset(Dataset):
     def __getitem__(self, i: int):
         t = self.tracklets[i]
         idx = self.indices(i)
-        flat = idx.reshape(-1)
-        uniq, inverse = np.unique(flat, return_inverse=True)
-        frames = self._read(t, uniq)[torch.as_tensor(inverse)]
+        uniq, inverse = np.unique(idx.reshape(-1), return_inverse=True)
+        loaded = self._read(t, uniq)
+        if self.encoded:
+            lengths = torch.tensor([len(b) for b in loaded], dtype=torch.int64)
+            return torch.cat(loaded), lengths, torch.as_tensor(inverse).view(idx.shape), t.pid, t.camid, i
+        frames = torch.stack([loaded[k] for k in inverse.reshape(-1)])        # one copy, in clip order
         if idx.ndim == 1:
             clip = self.transform(frames) if self.transform else frames.transpose(0, 1)
         else:
