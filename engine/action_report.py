@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 import numpy as np
 
 from .action_metrics import aggregate_views, confusion_matrix, per_class_accuracy
+from .files import atomic_write
 from .visualize import draw_confusion_matrix
 
 
@@ -36,12 +38,12 @@ def write_action_report(scores, labels, classes, output_dir: str, show_worst: in
     cm = confusion_matrix(scores, labels, num_classes=scores.shape[1])
     os.makedirs(output_dir, exist_ok=True)
     csv_path = os.path.join(output_dir, "per_class_accuracy.csv")
-    with open(csv_path + ".tmp", "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["class_id", "class", "videos", "correct", "top1"])
-        for i, name in enumerate(classes):
-            out.writerow([i, name, int(counts[i]), int(cm[i, i]), "" if counts[i] == 0 else f"{accuracy[i]:.4f}"])
-    os.replace(csv_path + ".tmp", csv_path)
+    text = io.StringIO()
+    out = csv.writer(text)
+    out.writerow(["class_id", "class", "videos", "correct", "top1"])
+    for i, name in enumerate(classes):
+        out.writerow([i, name, int(counts[i]), int(cm[i, i]), "" if counts[i] == 0 else f"{accuracy[i]:.4f}"])
+    atomic_write(csv_path, lambda f: f.write(text.getvalue().encode("utf-8")))
     png = os.path.join(output_dir, "confusion_matrix.png")
     image = draw_confusion_matrix(cm, classes, png)
     from torch.utils.tensorboard import SummaryWriter

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 
 import numpy as np
 import torch
 import yaml
 
 from .errors import CheckpointError
+from .files import atomic_write
 
 
 def rng_state() -> dict:
@@ -49,19 +49,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def atomic_save(obj, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``torch.save`` to a temporary file, fsync, rename (``engine/files.py``)."""
+    atomic_write(path, lambda f: torch.save(obj, f), durable=True)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

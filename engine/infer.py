@@ -21,7 +21,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .evaluate import load_trained
+from .files import atomic_write
 from .trainer import amp_dtype
 
 __all__ = ["infer_videos", "sliding_windows", "format_result", "write_results"]
@@ -111,20 +111,6 @@ def _embedding_path(out: str, video: str, taken: set) -> str:
     return path
 
 
-def _atomic_write(path: str, write) -> None:
-    """``write(binary file)`` into a temporary file beside ``path``, then rename it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
-        raise
-
-
 def _infer_one(runner: _ClipRunner, path: str, clip_len: int, frame_stride: int, window_stride: int,
                num_windows: int, batch: int, topk: int) -> dict:
     from datasets.clip_sampling import uniform_clips, window_seconds
@@ -192,7 +178,7 @@ def infer_videos(config: str, checkpoint: str, videos, out: str | None = None, o
         if "embeddings" in result:
             file = _embedding_path(out, path, taken)
             array = result.pop("embeddings")
-            _atomic_write(file, lambda f: np.save(f, array))
+            atomic_write(file, lambda f: np.save(f, array))
             result.update(embeddings=file, dim=int(array.shape[1]))
         results.append(result)
         if on_result is not None:
@@ -238,7 +224,7 @@ def write_results(results: list[dict], out: str) -> None:
         text = buffer.getvalue()
     else:
         raise ValueError(f"output must end in .json or .csv, got {out!r}")
-    _atomic_write(out, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(out, lambda f: f.write(text.encode("utf-8")))
 
 
 def format_result(r: dict, show: int = 3) -> str:

@@ -17,6 +17,7 @@ from . import distributed as du
 from .build import build_model, build_optimizer, build_scheduler
 from .checkpoint import atomic_save, load_checkpoint, read_checkpoint, save_checkpoint, unwrap
 from .criterion import build_criterion
+from .files import atomic_write, remove_stale_temporaries
 from .run_folder import claim_run_folder
 from .tasks import build_task
 
@@ -93,6 +94,7 @@ class Trainer:
         self.writer = None
         if du.is_main():
             os.makedirs(self.ckpt_dir, exist_ok=True)
+            remove_stale_temporaries(self.ckpt_dir, ".pth")  # left by a save that was killed
             with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
                 f.write(cfg.dump())
             from torch.utils.tensorboard import SummaryWriter
@@ -201,12 +203,8 @@ class Trainer:
 
 
 def write_metrics(output_dir: str, metrics: dict) -> None:
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "metrics.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(metrics, f, indent=2)
-    os.replace(tmp, path)
+    text = json.dumps(metrics, indent=2)
+    atomic_write(os.path.join(output_dir, "metrics.json"), lambda f: f.write(text.encode("utf-8")))
 
 
 __all__ = ["Trainer", "write_metrics", "atomic_save", "setup_logging"]

@@ -125,21 +125,13 @@ def time_forward_backward(module: nn.Module, x: torch.Tensor, repeats: int = 5) 
 
 def peak_memory_bytes(module: nn.Module, x: torch.Tensor) -> int | None:
     """High-water mark of CPU bytes allocated during one forward + backward (see module doc)."""
-    from torch.profiler import ProfilerActivity, profile
+    from .cpu_memory import cpu_peak_bytes
     module.train()
     module.zero_grad(set_to_none=True)  # free old gradients outside the profiled region
     try:
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            forward_backward(module, x)
-        events = [e for e in prof.profiler.kineto_results.events()
-                  if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
+        return cpu_peak_bytes(lambda: forward_backward(module, x))
     except Exception:  # profiler internals differ between torch versions
         return None
-    live = peak = 0
-    for event in sorted(events, key=lambda e: e.start_ns()):
-        live += event.nbytes()
-        peak = max(peak, live)
-    return peak
 
 
 @dataclass

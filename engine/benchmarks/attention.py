@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import itertools
 import os
 import pkgutil
 import statistics
@@ -110,13 +109,8 @@ def peak_memory_mib(step, module, device: torch.device) -> float:
         step()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - start) / 2 ** 20
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = sorted((e for e in prof.profiler.kineto_results.events()
-                     if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU),
-                    key=lambda e: e.start_ns())
-    return max(itertools.accumulate((e.nbytes() for e in events), initial=0)) / 2 ** 20
+    from engine.cpu_memory import cpu_peak_bytes
+    return cpu_peak_bytes(step) / 2 ** 20
 
 
 def timed_pair(ours, reference, module, device: torch.device, repeats: int) -> tuple[float, float]:
