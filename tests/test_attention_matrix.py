@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from attention_checks import randomize
-from engine.zoo_table import build_example, first_tensor, is_temporal_block
-from models.attention import FAMILIES, KINDS, get_attention_class, list_attention
+from engine.zoo_table import build_example, constructor_extras, example_input, first_tensor, is_temporal_block
+from models.attention import FAMILIES, KINDS, build_attention, get_attention_class, list_attention
 from models.backbones.insertion import PLACEMENTS
 
 CHANNELS = 64
@@ -100,6 +100,28 @@ def test_flat_input_gives_finite_outputs_and_gradients(name, kind, training, ini
     assert torch.isfinite(x.grad).all(), "non-finite input gradient"
     bad = [p for p, t in module.named_parameters() if t.grad is not None and not torch.isfinite(t.grad).all()]
     assert not bad, f"non-finite gradients: {bad}"
+
+
+FLAT_VARIANTS = [("bam", dict(variant="official")), ("gltr", dict(variant="official")),
+                 ("sta", dict(squared_norm=False)), ("sta", dict(self_attention=True)),
+                 ("gct", dict(mode="l1")), ("fca", dict(dct_size="input")), ("nonlocal", dict(scale=True))]
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("kind", ["zero", "constant"])
+@pytest.mark.parametrize("name,kwargs", FLAT_VARIANTS, ids=lambda v: str(v))
+def test_flat_input_non_default_variants(name, kwargs, kind, training):
+    cls = get_attention_class(name)
+    frames = 3 if is_temporal_block(cls) else 4
+    x = example_input(cls, CHANNELS, (16, 8), 2, frames)
+    module = randomize(build_attention(name, channels=CHANNELS, **kwargs,
+                                       **constructor_extras(cls, frames, NUM_CLASSES))).train(training)
+    x = flat_input(x, kind).requires_grad_(True)
+    y = first_tensor(module(x))
+    check_output(cls, module, x, y)
+    (y * torch.randn_like(y)).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
 
 
 AUX_NAMES = [n for n in NAMES if "return_aux" in inspect.signature(get_attention_class(n).forward).parameters]
