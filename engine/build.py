@@ -100,31 +100,61 @@ def _loader(dataset, cfg, **kw) -> DataLoader:
                       pin_memory=torch.cuda.is_available(), **kw)
 
 
+def reid_decode_device(cfg) -> torch.device | None:
+    """Where MARS frames are decoded (``DATA.DECODE_DEVICE``): None = in the DataLoader workers
+    (CPU), else the CUDA device whose nvjpeg decodes each batch (``datasets.device_decode``).
+    ``auto`` takes the GPU when the model runs on CUDA and nvjpeg works there."""
+    choice = cfg.DATA.DECODE_DEVICE
+    if choice not in ("cpu", "cuda", "auto"):
+        raise ValueError(f"DATA.DECODE_DEVICE must be cpu, cuda or auto, got {choice!r}")
+    if choice == "cpu":
+        return None
+    device = du.resolve_device(cfg.MODEL.DEVICE)
+    from datasets.device_decode import gpu_jpeg_works
+    if device.type == "cuda" and gpu_jpeg_works(device):
+        return device
+    if choice == "cuda":
+        raise ValueError(f"DATA.DECODE_DEVICE cuda needs a model on CUDA with nvjpeg decoding (MODEL.DEVICE "
+                         f"{cfg.MODEL.DEVICE!r} resolves to {device}); use cpu or auto")
+    return None
+
+
 def build_reid_data(cfg, rank: int = 0, world: int = 1, skip_log=None, train: bool = True):
     """MARS index, training loader (P x K, sharded across ranks; None unless ``train``) and
     query/gallery loaders; unreadable frames are replaced and listed in ``skip_log``
     (``build_broken_log``)."""
     from datasets import MARS
     from datasets.samplers import RandomIdentitySampler
+    from datasets.device_decode import DeviceClipDecoder, DeviceDecodeLoader, collate_encoded
     from datasets.tracklet_dataset import TrackletDataset, collate_clips
     from datasets.transforms import build_reid_transform
     if cfg.DATA.DATASET != "mars":
         raise ValueError(f"re-ID data must be DATA.DATASET 'mars', got {cfg.DATA.DATASET!r}")
     d = cfg.DATA
     mars = MARS(d.ROOT)
-    t_test = build_reid_transform(d.HEIGHT, d.WIDTH, False)
+    decode = reid_decode_device(cfg)            # None: the workers decode; else batches decode on the GPU
+    gpu = dict(encoded=True) if decode is not None else {}
+    t_test = build_reid_transform(d.HEIGHT, d.WIDTH, False) if decode is None else None
     broken = dict(skip_log=skip_log, max_broken_share=d.MAX_BROKEN_SHARE)
     if train:
-        t_train = build_reid_transform(d.HEIGHT, d.WIDTH, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN)
-        train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, seed=cfg.SEED, **broken)
+        t_train = (build_reid_transform(d.HEIGHT, d.WIDTH, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN)
+                   if decode is None else None)
+        train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, seed=cfg.SEED, **broken, **gpu)
         sampler = RandomIdentitySampler([t.pid for t in mars.train], d.NUM_IDS, d.NUM_INSTANCES, seed=cfg.SEED,
                                         num_replicas=world, rank=rank)
-        train = _loader(train_set, cfg, batch_size=d.NUM_IDS * d.NUM_INSTANCES, sampler=sampler, drop_last=True)
+        train = _loader(train_set, cfg, batch_size=d.NUM_IDS * d.NUM_INSTANCES, sampler=sampler, drop_last=True,
+                        **({"collate_fn": collate_encoded} if gpu else {}))
     else:
         train = None
     tracklets_per_batch = max(1, cfg.TEST.BATCH_SIZE // 4) if d.TEST_SAMPLE in ("dense", "all") else cfg.TEST.BATCH_SIZE
-    query = _loader(TrackletDataset(mars.query, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken), cfg,
-                    batch_size=tracklets_per_batch, collate_fn=collate_clips)
-    gallery = _loader(TrackletDataset(mars.gallery, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken), cfg,
-                      batch_size=tracklets_per_batch, collate_fn=collate_clips)
+    query = _loader(TrackletDataset(mars.query, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken, **gpu), cfg,
+                    batch_size=tracklets_per_batch, collate_fn=collate_encoded if gpu else collate_clips)
+    gallery = _loader(TrackletDataset(mars.gallery, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken, **gpu), cfg,
+                      batch_size=tracklets_per_batch, collate_fn=collate_encoded if gpu else collate_clips)
+    if decode is not None:
+        if train is not None:
+            augment = DeviceClipDecoder(d.HEIGHT, d.WIDTH, decode, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN)
+            train = DeviceDecodeLoader(train, augment, seed=cfg.SEED * 100003 + rank)
+        query, gallery = (DeviceDecodeLoader(loader, DeviceClipDecoder(d.HEIGHT, d.WIDTH, decode), multi_clip=True)
+                          for loader in (query, gallery))
     return mars, train, query, gallery

