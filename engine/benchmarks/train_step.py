@@ -105,6 +105,10 @@ class BareNet(nn.Module):
 
     def forward(self, clips: torch.Tensor, channels_last: bool = False):
         n, c, t, h, w = clips.shape
+        if clips.dtype == torch.uint8:  # the loaders' uint8 clips: to float and ImageNet statistics, by hand
+            mean = torch.tensor([0.485, 0.456, 0.406], device=clips.device).view(1, 3, 1, 1, 1)
+            std = torch.tensor([0.229, 0.224, 0.225], device=clips.device).view(1, 3, 1, 1, 1)
+            clips = (clips.float() / 255 - mean) / std
         frames = clips.transpose(1, 2).reshape(n * t, c, h, w)
         if channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
