@@ -29,13 +29,19 @@ def _kwargs(node) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(node).items()}
 
 
+def input_size(cfg) -> tuple[int, int]:
+    """``(H, W)`` of the frames the model sees: the re-ID frame size or the square action crop."""
+    d = cfg.DATA
+    return (d.HEIGHT, d.WIDTH) if cfg.TASK == "reid" else (d.CROP_SIZE, d.CROP_SIZE)
+
+
 def build_backbone_from_cfg(cfg):
     from models.backbones import ResNet2D
     b = cfg.MODEL.BACKBONE
     att = b.ATTENTION
     common = dict(num_frames=cfg.DATA.SEQ_LEN, attention=att.NAME or None, stages=list(att.STAGES),
-                  placement=att.PLACEMENT or None, every=att.EVERY, attention_kwargs=_kwargs(att.KWARGS),
-                  pretrained=cfg.MODEL.PRETRAINED or None)
+                  placement=att.PLACEMENT or None, every=att.EVERY or None, attention_kwargs=_kwargs(att.KWARGS),
+                  input_size=input_size(cfg), pretrained=cfg.MODEL.PRETRAINED or None)
     if b.NAME.startswith("resnet"):
         return ResNet2D(b.NAME, last_stride=b.LAST_STRIDE, channels_last=cfg.MODEL.CHANNELS_LAST, **common)
     from models.backbones.factory import build_backbone

@@ -146,9 +146,9 @@ _C.MODEL.BACKBONE.NAME = "resnet50"  # resnet18/34/50/101 (per frame) or a 3D ne
 _C.MODEL.BACKBONE.LAST_STRIDE = 1
 _C.MODEL.BACKBONE.ATTENTION = CfgNode()
 _C.MODEL.BACKBONE.ATTENTION.NAME = ""        # any registered attention block
-_C.MODEL.BACKBONE.ATTENTION.STAGES = [2, 3]  # 1..4 = layer1..layer4
-_C.MODEL.BACKBONE.ATTENTION.PLACEMENT = ""   # "" = the paper's placement for that module
-_C.MODEL.BACKBONE.ATTENTION.EVERY = 1        # every k-th residual unit of a stage
+_C.MODEL.BACKBONE.ATTENTION.STAGES = []      # 1..4 = layer1..layer4; [] = the module's paper layout
+_C.MODEL.BACKBONE.ATTENTION.PLACEMENT = ""   # "" = the paper layout's placement
+_C.MODEL.BACKBONE.ATTENTION.EVERY = 0        # every k-th residual unit of a stage; 0 = the paper layout's units
 _C.MODEL.BACKBONE.ATTENTION.KWARGS = _open_node()
 _C.MODEL.AGGREGATOR = CfgNode()
 _C.MODEL.AGGREGATOR.NAME = "avg"             # avg, max, or a registered aggregator (gltr, sta, stgcn, ...)

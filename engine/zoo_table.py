@@ -1,7 +1,7 @@
 """The zoo table: parameters, FLOPs, forward+backward time and peak memory of every registered
 attention module, at one common input size.
 
-Inputs (``channels = 256``): blocks, heads and glimpses ``(8, 256, 28, 28)``; temporal blocks
+Inputs (``channels = 256``): blocks, heads and glimpses ``(8, 256, 28, 28)``; clip blocks
 ``(2, 256, 8, 28, 28)`` with ``num_frames = 8``; aggregators ``(2, 256, 4, 28, 28)`` with
 ``num_frames = 4``; heads get ``num_classes = 10``. A module is built with
 ``build_attention(name, channels=256, **extra)`` where ``extra`` holds ``num_frames`` and
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from models.attention import build_attention, get_attention_class, list_attention
+from models.attention.registry import takes_clips as is_clip_block
 
 BATCH_2D, BATCH_CLIPS = 8, 2
 FRAMES_TEMPORAL, FRAMES_AGGREGATOR = 8, 4
@@ -36,7 +37,8 @@ SIZE = (28, 28)
 
 
 def is_temporal_block(cls) -> bool:
-    return cls.kind == "block" and cls.family == "temporal"
+    """A clip block (temporal or spatio-temporal): its input is ``(N, C, T, H, W)``."""
+    return is_clip_block(cls)
 
 
 def takes_clips(cls) -> bool:
@@ -190,13 +192,20 @@ def row_cells(row: ZooRow) -> tuple[str, ...]:
     return (row.name, row.family, row.kind, _si(row.params), _si(row.flops), ms, mb)
 
 
-def format_table(rows: list[ZooRow], markdown: bool = False) -> str:
-    cells = [HEADER] + [row_cells(r) for r in rows]
+def format_cells(header: tuple[str, ...], rows: list[tuple[str, ...]], markdown: bool = False,
+                 numeric=()) -> str:
+    """Aligned text (or Markdown) table; the ``numeric`` columns are right-aligned."""
+    cells = [header] + rows
     if markdown:
         lines = ["| " + " | ".join(c) + " |" for c in cells]
-        lines.insert(1, "|" + "|".join("---" if i < 3 else "---:" for i in range(len(HEADER))) + "|")
+        lines.insert(1, "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|")
         return "\n".join(lines)
-    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADER))]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     def line(c):
-        return "  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths))).rstrip()
+        return "  ".join(v.rjust(w) if i in numeric else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(c, widths))).rstrip()
     return "\n".join([line(cells[0]), line(tuple("-" * w for w in widths))] + [line(c) for c in cells[1:]])
+
+
+def format_table(rows: list[ZooRow], markdown: bool = False) -> str:
+    return format_cells(HEADER, [row_cells(r) for r in rows], markdown, numeric=range(3, len(HEADER)))

@@ -28,7 +28,7 @@ DESIGN_NAMES = {
     "spatial": "ram draw stn dcn dcnv2 ge nonlocal cc ema sasa san_pairwise san_patchwise mhsa detr",
     "temporal": "tam gltr",
     "hybrid": "cbam bam scse cse sse triplet rga residual_attention csra simam scconv",
-    "spatiotemporal": "rstan sta stgcn",
+    "spatiotemporal": "rstan sta stgcn nonlocal_st",
 }
 BN_NEEDS_BATCH = "Expected more than 1 value per channel when training"
 

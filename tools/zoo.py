@@ -3,8 +3,10 @@
     python tools/zoo.py                       # every registered module, aligned text
     python tools/zoo.py --markdown            # for the README
     python tools/zoo.py --names se cbam eca   # only these
+    python tools/zoo.py --paper [--flops]     # ResNet-50 paper networks vs the papers' counts
 
-Input sizes and how each column is measured: see ``engine/zoo_table.py``.
+Input sizes and how each column is measured: see ``engine/zoo_table.py`` and
+``engine/paper_table.py`` (``--paper``).
 """
 import sys
 
@@ -23,11 +25,18 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed runs per module (median)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--no-memory", action="store_true", help="skip the profiler memory pass")
+    p.add_argument("--paper", action="store_true",
+                   help="the paper table: each module's ResNet-50 paper network against its paper")
+    p.add_argument("--flops", action="store_true", help="with --paper: also count GFLOPs (slow)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = zoo_rows(args.names, args.channels, args.repeats, memory=not args.no_memory,
-                    progress=lambda n: print(f"measuring {n} ...", file=sys.stderr, flush=True))
+    progress = lambda n: print(f"measuring {n} ...", file=sys.stderr, flush=True)  # noqa: E731
+    if args.paper:
+        from engine.paper_table import format_paper_table, paper_rows
+        print(format_paper_table(paper_rows(args.names, args.flops, progress), markdown=args.markdown))
+        return
+    rows = zoo_rows(args.names, args.channels, args.repeats, memory=not args.no_memory, progress=progress)
     print(format_table(rows, markdown=args.markdown))
 
 

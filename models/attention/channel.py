@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._ops import spatial_mean
+from .layout import Layout, StageInfo
 from .registry import register_attention
 
 
@@ -28,6 +29,7 @@ class SqueezeExcitation(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(source="paper Fig. 3 / official SE-ResNet-50: every residual unit")
 
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
@@ -41,6 +43,11 @@ class SqueezeExcitation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)[:, :, None, None]
+
+
+def gsop_stage_kwargs(info: StageInfo) -> dict:
+    """GSoP-Net1's reduction conv strides by 2 in the first stage only (official code)."""
+    return {"reduce_stride": 2 if info.stage == 1 else 1}
 
 
 @register_attention("gsop", family="channel", kind="block", aliases=("gsop1",))
@@ -60,6 +67,9 @@ class GSoP(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(units="last", per_stage=gsop_stage_kwargs, source=(
+        "official code (GSoP-Net1): one block in the last unit of each stage, "
+        "reduction conv stride 2 in layer1"))
 
     def __init__(self, channels: int, reduced_channels: int = 128, reduce_stride: int = 1):
         super().__init__()
@@ -97,6 +107,7 @@ class ECA(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(source="paper Sec. 4 / official ECA-ResNet: every residual unit")
 
     def __init__(self, channels: int, kernel_size: int | None = None, gamma: int = 2, b: int = 1):
         super().__init__()
@@ -126,6 +137,7 @@ class SRM(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(source="paper Sec. 3.3 (like SE) / official code: every residual unit")
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
@@ -159,6 +171,9 @@ class GCT(nn.Module):
     """
 
     placement = "pre_convs"
+    paper_layout = Layout(stem=True, shortcut=True, source=(
+        "official GCT-ResNet-50: one GCT before every conv (the stem conv and the projection "
+        "shortcuts included)"))
 
     def __init__(self, channels: int, eps: float = 1e-5, mode: str = "l2", after_relu: bool = False):
         super().__init__()

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import Layout
 from .registry import register_attention
 
 
@@ -29,6 +30,7 @@ class CrissCrossAttention(nn.Module):
     """
 
     placement = "stage_end"
+    paper_layout = Layout(stages=(4,), source="paper Fig. 2: RCCA on the backbone's last (res5) map")
 
     def __init__(self, channels: int, reduction: int = 8, recurrence: int = 2):
         super().__init__()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchvision.ops import deform_conv2d
 
+from .layout import Layout
 from .registry import register_attention
 
 
@@ -41,6 +42,8 @@ class _DeformConv(nn.Module):
     """
 
     placement = "replace_conv2"
+    paper_layout = Layout(stages=(2, 3, 4), source=(
+        "DCNv2 paper Sec. 4: every 3x3 conv of conv3-conv5"))
     modulated = False
 
     def __init__(self, channels: int, out_channels: int | None = None, kernel_size: int = 3,
@@ -90,7 +93,10 @@ class DeformConv2d(_DeformConv):
     dilation 1, no bias (a BN follows); ``deformable_groups=4`` as in the released MXNet models
     (``num_deformable_group=4``, offset conv with 72 = 4 x 18 outputs). The paper's lower learning
     rate for offset layers is an optimiser setting, not part of the module.
+    Paper layout: the last three 3x3 convs, i.e. every unit of res5 (Table 1's default setting).
     """
+
+    paper_layout = Layout(stages=(4,), source="DCN paper Table 1: the three 3x3 convs of res5")
 
     def __init__(self, channels: int, out_channels: int | None = None, kernel_size: int = 3,
                  stride: int = 1, padding: int = 1, dilation: int = 1, deformable_groups: int = 4,

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import Layout
 from .registry import register_attention
 
 # The official "top" frequency ranking on a 7x7 DCT grid: (row, column) = (u, v) pairs.
@@ -63,6 +64,7 @@ class FcaNet(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(source="paper Sec. 4 / official FcaNet-50: every residual unit")
 
     def __init__(self, channels: int, reduction: int = 16, num_freq: int = 16,
                  dct_size: int | tuple[int, int] | str | None = None):

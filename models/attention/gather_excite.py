@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._ops import spatial_mean
+from .layout import Layout
 from .registry import register_attention
 
 VARIANTS = ("theta_minus", "theta", "theta_plus")
@@ -38,6 +39,8 @@ class GatherExcite(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(per_stage=lambda info: {"spatial_size": info.size}, source=(
+        "paper Sec. 4 / released RN50-GE models: every residual unit, like SE"))
 
     def __init__(self, channels: int, variant: str = "theta_minus", extent: int = 0,
                  reduction: int = 16, spatial_size: int | tuple[int, int] | None = None):

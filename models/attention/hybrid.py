@@ -6,6 +6,7 @@ from torch import nn
 
 from .channel import SqueezeExcitation
 from ._ops import spatial_mean
+from .layout import Layout
 from .registry import register_attention
 
 
@@ -47,6 +48,7 @@ class CBAM(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(source="paper Fig. 3 / official CBAM-ResNet-50: every residual unit")
 
     def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7):
         super().__init__()
@@ -96,6 +98,8 @@ class BAM(nn.Module):
 
     placement = "stage_end"
     VARIANTS = ("paper", "official")
+    paper_layout = Layout(stages=(1, 2, 3), source=(
+        "paper Sec. 3 / Fig. 1: three BAMs, at the bottlenecks after stages 1-3"))
 
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4,
                  num_dilated_convs: int = 2, variant: str = "paper"):
@@ -139,6 +143,7 @@ class ChannelSE(SqueezeExcitation):
     """cSE of Roy et al.: SE with their reduction ``r = 2`` (see :class:`SCSE`)."""
 
     placement = "post"
+    paper_layout = Layout(source="ours: every residual unit, as SE (the paper's nets are U-Nets)")
 
     def __init__(self, channels: int, reduction: int = 2):
         super().__init__(channels, reduction)
@@ -153,6 +158,7 @@ class SpatialSE(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(source="ours: every residual unit, as SE (the paper's nets are U-Nets)")
 
     def __init__(self, channels: int):
         super().__init__()
@@ -182,6 +188,7 @@ class SCSE(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(source="ours: every residual unit, as SE (the paper's nets are U-Nets)")
 
     def __init__(self, channels: int, reduction: int = 2, aggregation: str = "add"):
         super().__init__()
@@ -216,6 +223,7 @@ class TripletAttention(nn.Module):
     """
 
     placement = "post"
+    paper_layout = Layout(source="paper Fig. 4 / official code: every residual unit")
 
     def __init__(self, channels: int | None = None, kernel_size: int = 7, no_spatial: bool = False):
         super().__init__()
@@ -247,6 +255,7 @@ class SimAM(nn.Module):
     """
 
     placement = "post_conv2"
+    paper_layout = Layout(source="official SimAM-ResNet: every residual unit, after the 3x3 conv")
 
     def __init__(self, channels: int | None = None, e_lambda: float = 1e-4):
         super().__init__()

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import Layout
 from .registry import register_attention
 
 MODES = ("embedded_gaussian", "gaussian", "dot", "concat")
@@ -68,6 +69,8 @@ class NonLocal2d(nn.Module):
     """
 
     placement = "after_block"
+    paper_layout = Layout(stages=(2, 3), units="every_other", source=(
+        "paper Sec. 4.1: 5 blocks after every other unit of res3 and res4 (here per frame)"))
 
     def __init__(self, channels: int, reduction: int = 2, mode: str = "embedded_gaussian",
                  sub_sample: bool = True, scale: bool = False):

@@ -8,8 +8,9 @@ attributes the rest of the code relies on:
   ``D`` in ``out_channels``), ``head`` (``(B,C,H,W) -> (B,num_classes)``) or ``glimpse``
   (``(B,C,H,W) -> (B,C,h,w)``).
 
-Blocks may also set ``placement`` (where a backbone puts them by default, see
-``models.backbones.insertion``) and temporal blocks take ``num_frames``.
+Blocks also set ``placement`` (where in a residual unit, see ``models.backbones.insertion``)
+and ``paper_layout`` (which stages and units of a ResNet, see ``models.attention.layout``);
+clip blocks (temporal and spatio-temporal, :func:`takes_clips`) take ``num_frames``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import inspect
 
 FAMILIES = ("channel", "spatial", "temporal", "hybrid", "spatiotemporal")
 KINDS = ("block", "aggregator", "head", "glimpse")
+CLIP_FAMILIES = ("temporal", "spatiotemporal")
 
 _REGISTRY: dict[str, type] = {}
 _ALIASES: dict[str, str] = {}
@@ -87,6 +89,13 @@ def list_attention(family: str | None = None, kind: str | None = None) -> list[s
         n for n, c in _REGISTRY.items()
         if (family is None or c.family == family) and (kind is None or c.kind == kind)
     )
+
+
+def takes_clips(cls_or_module) -> bool:
+    """Whether a block sees clips ``(N,C,T,H,W)`` (temporal and spatio-temporal blocks such as TAM
+    and ``nonlocal_st``); other blocks see maps ``(B,C,H,W)``."""
+    return (getattr(cls_or_module, "kind", None) == "block"
+            and getattr(cls_or_module, "family", None) in CLIP_FAMILIES)
 
 
 def list_aliases() -> dict[str, str]:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import Layout
 from .registry import register_attention
 
 
@@ -55,6 +56,8 @@ class ResidualAttentionModule(nn.Module):
     """
 
     placement = "stage_end"
+    paper_layout = Layout(stages=(1, 2, 3), per_stage=lambda info: {"stage": min(info.stage, 3)},
+                          source="paper Table 1 (Attention-56): one module after stages 1-3, 3/2/1 mask pools")
 
     def __init__(self, channels: int, stage: int = 1, p: int = 1, t: int = 2, r: int = 1):
         super().__init__()

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import Layout
 from .registry import register_attention
 
 
@@ -73,6 +74,8 @@ class RelationAwareGlobalAttention(nn.Module):
     """
 
     placement = "stage_end"
+    paper_layout = Layout(per_stage=lambda info: {"spatial_size": info.size}, source=(
+        "official RGA-SC ReID code: after each of the four stages, sized to its map"))
 
     def __init__(self, channels: int, mode: str = "sc", spatial_size=(16, 8),
                  channel_ratio: int = 8, spatial_ratio: int = 8, down_ratio: int = 8):

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import Layout
 from .registry import register_attention
 from .sasa import divisor_at_most
 
@@ -44,6 +45,7 @@ class _SANOperator(nn.Module):
     ``c`` uses weight channel ``c mod (out / share_planes)`` (official ``Aggregation``)."""
 
     placement = "replace_conv2"
+    paper_layout = Layout(source="ours: every 3x3 conv (SAN10/15/19 are networks of their own)")
 
     def __init__(self, channels: int, out_channels: int | None, kernel_size: int, share_planes: int,
                  rel_planes: int | None, stride: int):

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import Layout
 from .registry import register_attention
 
 
@@ -46,6 +47,7 @@ class StandAloneSelfAttention(nn.Module):
     """
 
     placement = "replace_conv2"
+    paper_layout = Layout(source="paper Sec. 4.1: every spatial (3x3) conv of the ResNet, conv stem kept")
 
     def __init__(self, channels: int, out_channels: int | None = None, kernel_size: int = 7,
                  heads: int = 8, stride: int = 1):

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import Layout
 from .registry import register_attention
 
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -29,6 +30,8 @@ class SpatialTransformer(nn.Module):
     """
 
     placement = "stage_end"
+    paper_layout = Layout(stages=(1,), source=(
+        "ours: after stage 1 (the paper puts transformers on the input or early maps, no ResNet)"))
 
     def __init__(self, channels: int, loc_channels: int = 32, align_corners: bool = False,
                  mode: str = "bilinear", padding_mode: str = "zeros"):

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import Layout
 from .registry import register_attention
 from .sasa import divisor_at_most
 
@@ -53,6 +54,8 @@ class ViTEncoderBlock(nn.Module):
     """
 
     placement = "after_block"
+    paper_layout = Layout(stages=(4,), units="last", source=(
+        "ours: one block on the res5 output (ViT is not a ResNet)"))
 
     def __init__(self, channels: int, heads: int = 8, mlp_ratio: float = 4.0,
                  pos_size: tuple[int, int] = (14, 14), dropout: float = 0.0, attn_dropout: float = 0.0):

@@ -13,8 +13,10 @@ Placements (a block's class attribute ``placement`` is its paper's default):
 ``stage_end``      once, on the output of the stage's last block (BAM, RGA, CCNet, EMANet)
 =================  ==========================================================================
 
-Temporal blocks (``family == "temporal"``) see ``(N,C,T,H,W)``: the per-frame backbone folds
-time into the batch, so :func:`apply_block` unfolds around them.
+Which stages and units get a block: :mod:`models.backbones.plan` (the block's paper layout
+unless overridden). Clip blocks (temporal and spatio-temporal blocks such as TAM and
+``nonlocal_st``) see ``(N,C,T,H,W)``: the per-frame backbone folds time into the batch, so
+:func:`apply_block` unfolds around them.
 """
 from __future__ import annotations
 
@@ -22,22 +24,14 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from models.attention import build_attention, get_attention_class
+from models.attention import build_attention, get_attention_class, takes_clips
 
 PLACEMENTS = ("post", "pre_conv2", "post_conv2", "replace_conv2", "pre_convs", "after_block", "stage_end")
 
 
-def default_placement(name: str) -> str:
-    return getattr(get_attention_class(name), "placement", "post")
-
-
-def is_temporal(module: nn.Module) -> bool:
-    return getattr(module, "family", None) == "temporal"
-
-
 def apply_block(module: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """Run ``module`` on a time-folded map ``(N*T,C,H,W)``; temporal blocks see ``(N,C,T,H,W)``."""
-    if not is_temporal(module):
+    """Run ``module`` on a time-folded map ``(N*T,C,H,W)``; clip blocks see ``(N,C,T,H,W)``."""
+    if not takes_clips(module):
         return module(x)
     nt, c, h, w = x.shape
     n = nt // num_frames
@@ -50,7 +44,7 @@ def build_block(name: str, channels: int, num_frames: int, kwargs: dict, **extra
     if cls.kind != "block":
         raise ValueError(f"attention {name!r} is a {cls.kind}, only blocks go into backbone stages")
     kw = dict(kwargs)
-    if cls.family == "temporal":
+    if takes_clips(cls):
         kw.setdefault("num_frames", num_frames)
     kw.update(extra)
     return build_attention(name, channels=channels, **kw)
@@ -61,9 +55,12 @@ class ResidualUnit(nn.Module):
 
     The original layers keep their names (``conv1``, ``bn1``, ..., ``downsample``), so torchvision
     ResNet weights load unchanged; the attention parameters live under ``attn``.
+    ``shortcut=True`` (``pre_convs`` only) adds one more block before the projection-shortcut
+    conv (``attn.downsample``), as GCT's official ResNet does.
     """
 
-    def __init__(self, block: nn.Module, name: str, placement: str, num_frames: int, kwargs: dict):
+    def __init__(self, block: nn.Module, name: str, placement: str, num_frames: int, kwargs: dict,
+                 shortcut: bool = False):
         super().__init__()
         if placement not in PLACEMENTS or placement == "stage_end":
             raise ValueError(f"placement {placement!r} is not a per-block placement")
@@ -96,6 +93,9 @@ class ResidualUnit(nn.Module):
             convs = ["conv1", "conv2", "conv3"] if self.bottleneck else ["conv1", "conv2"]
             self.attn = nn.ModuleDict({c: build_block(name, getattr(block, c).in_channels,
                                                       num_frames, kwargs) for c in convs})
+            if shortcut and block.downsample is not None:
+                self.attn["downsample"] = build_block(name, block.downsample[0].in_channels,
+                                                      num_frames, kwargs)
 
     def _attn(self, x: torch.Tensor, where: str) -> torch.Tensor:
         if self.placement == "pre_convs":
@@ -105,7 +105,7 @@ class ResidualUnit(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+        identity = x if self.downsample is None else self.downsample(self._attn(x, "downsample"))
         out = self.relu(self.bn1(self.conv1(self._attn(x, "conv1"))))
         out = self._attn(out, "pre_conv2")
         if self.placement == "replace_conv2":

@@ -32,9 +32,13 @@ arch               paper settings (input ``num_frames x crop``, frame stride) an
 SlowFast lives in :mod:`models.backbones.slowfast`; :func:`models.backbones.factory.build_backbone`
 builds any of them by name.
 
-Attention insertion mirrors the per-frame ResNet (:mod:`models.backbones.insertion`): a 2D
-``block`` runs on the ``(N*T, C, H, W)`` fold of the 3D map, a temporal block (family
-``temporal``) on ``(N, C, T, H, W)`` with ``num_frames`` = the number of frames at its place.
+Attention insertion mirrors the per-frame ResNet (:mod:`models.backbones.insertion`): with no
+``stages`` a block goes where its paper puts it (its ``paper_layout``, :mod:`models.backbones.plan`;
+e.g. ``nonlocal_st``: 5 blocks, every other unit of res3 and res4, as in the non-local paper's
+I3D/C2D ResNet-50), with per-stage arguments computed for each stage's map at ``input_size``
+(GCT's extra stem and shortcut blocks exist in the 2D ResNet only). A 2D ``block`` runs on the
+``(N*T, C, H, W)`` fold of the 3D map, a clip block (temporal or spatio-temporal) on
+``(N, C, T, H, W)`` with ``num_frames`` = the number of frames at its place.
 Placements in a pytorchvideo ``ResBlock`` (``branch2`` = ``conv_a/norm_a/act_a``,
 ``conv_b/norm_b/act_b``, ``conv_c/norm_c``):
 
@@ -66,9 +70,11 @@ from pytorchvideo.models.resnet import BottleneckBlock, ResBlock, ResStage, crea
 from pytorchvideo.models.x3d import create_x3d
 from torch import nn
 
-from models.attention import get_attention_class
+from models.attention import get_attention_class, takes_clips
+from models.attention.layout import unit_indices
 
-from .insertion import build_block, default_placement, is_temporal
+from .insertion import build_block
+from .plan import InsertionPlan, map_size, plan_insertion
 from .weights import load_local_weights
 
 SUPPORTED_PLACEMENTS = ("post", "pre_conv2", "post_conv2", "pre_convs", "replace_conv2", "after_block", "stage_end")
@@ -105,8 +111,8 @@ ARCHS = {
 
 
 def apply_block_3d(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Run ``module`` on ``(N,C,T,H,W)``: temporal blocks directly, 2D blocks on the ``(N*T,C,H,W)`` fold."""
-    if is_temporal(module):
+    """Run ``module`` on ``(N,C,T,H,W)``: clip blocks directly, 2D blocks on the ``(N*T,C,H,W)`` fold."""
+    if takes_clips(module):
         return module(x)
     n, c, t, h, w = x.shape
     y = module(x.transpose(1, 2).reshape(n * t, c, h, w))
@@ -185,19 +191,22 @@ class Video3DBackbone(nn.Module):
             ``r2plus1d_r50``, ``csn_r101``).
         num_frames: frames per clip; ``None`` takes the paper's (``ARCHS[arch].num_frames``). Only
             temporal attention blocks depend on it (they are built for the frames at their place).
-        attention: registered block name, or ``None``.
-        stages: stages 1..4 that receive the block.
-        placement: one of ``SUPPORTED_PLACEMENTS``; ``None`` uses the block's paper default.
-        every: put the block into every ``every``-th residual block of a stage (Non-local: 2).
-        attention_kwargs: the block's own keyword arguments.
+        attention: registered block name, or ``None`` (alone: the block's paper layout).
+        stages: stages 1..4 that receive the block (empty: the paper layout's).
+        placement: one of ``SUPPORTED_PLACEMENTS``; ``None``: the paper layout's.
+        every: put the block into every ``every``-th residual block of a stage (``None``: the
+            paper layout's units).
+        attention_kwargs: the block's own keyword arguments (they win over per-stage ones).
+        input_size: ``(H, W)`` of the clip for size-dependent blocks; ``None``: the arch's crop.
         pretrained: a local pytorchvideo-format state dict (never downloaded).
     """
 
     ARCHS = ARCHS
 
     def __init__(self, arch: str = "slow_r50", num_frames: int | None = None, attention: str | None = None,
-                 stages: Sequence[int] = (), placement: str | None = None, every: int = 1,
-                 attention_kwargs: dict | None = None, pretrained: str | None = None):
+                 stages: Sequence[int] = (), placement: str | None = None, every: int | None = None,
+                 attention_kwargs: dict | None = None, input_size: Sequence[int] | None = None,
+                 pretrained: str | None = None):
         super().__init__()
         if arch not in self.ARCHS:
             raise ValueError(f"unknown arch {arch!r} for {type(self).__name__}; choose from "
@@ -217,9 +226,10 @@ class Video3DBackbone(nn.Module):
                                  for _, path in self.stage_paths(4)))
         self.stage_attn = nn.ModuleDict()
         self.temporal_attention = False
+        self.attention_plan = None
         if attention:
-            self._insert(attention, stages, placement or default_placement(attention), every,
-                         attention_kwargs or {})
+            self.attention_plan = plan_insertion(attention, stages, placement, every, attention_kwargs)
+            self._insert(self.attention_plan, tuple(input_size or (spec.crop_size, spec.crop_size)))
         if pretrained:
             self.load_report = load_local_weights(self, pretrained, key_map=pytorchvideo_key)
 
@@ -227,36 +237,39 @@ class Video3DBackbone(nn.Module):
         """``(key, ResStage)`` of each pathway of ``stage`` (one pathway here)."""
         return [(f"stage{stage}", self.blocks[stage])]
 
-    def _insert(self, name: str, stages: Sequence[int], placement: str, every: int, kwargs: dict):
+    def _insert(self, plan: InsertionPlan, input_size):
+        name, placement = plan.name, plan.placement
         if placement not in SUPPORTED_PLACEMENTS:
             raise ValueError(f"placement {placement!r} is not supported by 3D backbones; "
                              f"supported: {', '.join(SUPPORTED_PLACEMENTS)}")
-        for s in stages:
-            if s not in (1, 2, 3, 4):
-                raise ValueError(f"stages are 1..4 (pytorchvideo res2..res5), got {s}")
-        self.temporal_attention = get_attention_class(name).family == "temporal"
-        frames = self._frames_before_convs() if self.temporal_attention else {}
-        for s in stages:
+        self.temporal_attention = takes_clips(get_attention_class(name))
+        need_sizes = plan.layout.per_stage is not None
+        frames, strides = (self._probe() if self.temporal_attention or need_sizes else ({}, {}))
+        for s in plan.stages:
+            size = map_size(input_size, strides[s]) if need_sizes else None
+            kwargs = plan.stage_kwargs(s, size)
             for key, path in self.stage_paths(s):
                 last_conv_c = path.res_blocks[-1].branch2.conv_c
                 if placement == "stage_end":
                     self.stage_attn[key] = build_block(name, last_conv_c.out_channels,
                                                        frames.get(last_conv_c), kwargs)
                     continue
-                for i, block in enumerate(path.res_blocks):
-                    if every == 1 or (i + 1) % every == 0:
-                        b = block.branch2
-                        at = {"conv_a": frames.get(b.conv_a), "conv_b": frames.get(b.conv_b),
-                              "conv_c": frames.get(b.conv_c), "post_conv_b": frames.get(b.conv_c),
-                              "post": frames.get(b.conv_c),
-                              "after_block": frames.get(b.conv_c)}
-                        path.res_blocks[i] = AttentiveResBlock(block, name, placement, kwargs, at)
+                for i in unit_indices(plan.units, len(path.res_blocks)):
+                    b = path.res_blocks[i].branch2
+                    at = {"conv_a": frames.get(b.conv_a), "conv_b": frames.get(b.conv_b),
+                          "conv_c": frames.get(b.conv_c), "post_conv_b": frames.get(b.conv_c),
+                          "post": frames.get(b.conv_c), "after_block": frames.get(b.conv_c)}
+                    path.res_blocks[i] = AttentiveResBlock(path.res_blocks[i], name, placement, kwargs, at)
 
     @torch.no_grad()
-    def _frames_before_convs(self) -> dict[nn.Module, int]:
-        """Frames entering every ``conv_a``/``conv_b``/``conv_c``, from a dry run on a tiny clip."""
-        frames, hooks = {}, []
+    def _probe(self) -> tuple[dict[nn.Module, int], dict[int, int]]:
+        """From a dry run on a tiny clip: the frames entering every ``conv_a``/``conv_b``/``conv_c``
+        and each stage's total spatial stride."""
+        frames, strides, hooks = {}, {}, []
         for s in range(1, 5):
+            _, first = self.stage_paths(s)[0]
+            hooks.append(first.register_forward_hook(
+                lambda m, args, out, s=s: strides.__setitem__(s, _DRY_RUN_SIZE // out.shape[-1])))
             for _, path in self.stage_paths(s):
                 for block in path.res_blocks:
                     for conv in (block.branch2.conv_a, block.branch2.conv_b, block.branch2.conv_c):
@@ -270,7 +283,7 @@ class Video3DBackbone(nn.Module):
             self.train(was_training)
             for h in hooks:
                 h.remove()
-        return frames
+        return frames, strides
 
     def _stage_end(self, key: str, x: torch.Tensor) -> torch.Tensor:
         return apply_block_3d(self.stage_attn[key], x) if key in self.stage_attn else x

@@ -1,0 +1,160 @@
+"""The paper table: every module's ResNet-50 network, as its paper lays it out, beside the
+parameter count its paper reports.
+
+A row builds ``ResNet2D("resnet50", attention=name)`` with no stages (the module's paper layout,
+224x224 input, last stride 2) and adds the classifier the ImageNet tables count (2048 -> 1000,
+with bias; TANet's Kinetics table: 400 classes). Parameters are counted on the ``meta`` device
+(no memory, no forward pass). GFLOPs (optional, slow) are fvcore's count of one 224x224 frame
+(clip blocks: one ``frames``-frame clip) with one fused multiply-add = one flop, the convention of
+the papers' "GFLOPs" (torchvision ResNet-50: 4.1). ``diff`` is ours against the paper; a paper
+whose own plain ResNet-50 is not torchvision's 25.56M (ECA: 24.37M) is compared on the same
+baseline: ``ours - 25.56M + its baseline``.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import torch
+
+from models.attention import get_attention_class, list_attention, takes_clips
+
+FEATURES = 2048
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """A ResNet-50 parameter count as a paper (or its official code) reports it."""
+    params: float
+    source: str
+    baseline: float | None = None   # the paper's own plain ResNet-50, when not torchvision's
+    num_classes: int = 1000
+    frames: int = 1
+
+
+# Figures checked against the papers' tables (or official code) as noted; see README.
+PAPER_FIGURES: dict[str, PaperFigure] = {
+    "se": PaperFigure(28.09e6, "CBAM paper, ImageNet table (ResNet50 + SE)"),
+    "cbam": PaperFigure(28.09e6, "CBAM paper, ImageNet table"),
+    "bam": PaperFigure(25.92e6, "BAM paper, ImageNet table"),
+    "gsop": PaperFigure(28.29e6, "GSoP paper / ECA paper table (GSoP-Net1)"),
+    "fca": PaperFigure(28.07e6, "FcaNet paper, ImageNet table (FcaNet-50)"),
+    "srm": PaperFigure(25.62e6, "SRM paper, ImageNet table"),
+    "gct": PaperFigure(25.68e6, "GCT paper, ImageNet table"),
+    "eca": PaperFigure(24.37e6, "ECA paper, abstract + ImageNet table", baseline=24.37e6),
+    "triplet": PaperFigure(25.56e6, "Triplet Attention paper, ImageNet table"),
+    "simam": PaperFigure(25.56e6, "SimAM paper, ImageNet table (no parameters)"),
+    "scconv": PaperFigure(25.56e6, "SCNet paper, ImageNet table (SCNet-50)"),
+    "ge": PaperFigure(25.6e6, "GE paper, ImageNet table (GE-theta-minus)"),
+    "tam": PaperFigure(25.6e6, "TANet paper, Kinetics-400 table (TANet-50, 8 frames)",
+                       num_classes=400, frames=8),
+    "sasa": PaperFigure(18.0e6, "SASA paper Table 1 (ResNet-50, full attention)"),
+}
+CLIP_FRAMES = 8  # clip blocks without a paper figure: an 8-frame clip
+
+
+@dataclass
+class PaperRow:
+    name: str
+    kind: str
+    blocks: int | None = None
+    params: int | None = None
+    gflops: float | None = None
+    frames: int = 1
+    figure: PaperFigure | None = None
+    layout: str = ""
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def diff(self) -> float | None:
+        """Relative difference to the paper's figure (on the paper's own baseline)."""
+        if self.figure is None or self.params is None:
+            return None
+        ours = self.params - torchvision_resnet50_params() + (self.figure.baseline or torchvision_resnet50_params())
+        return ours / self.figure.params - 1.0
+
+
+def classifier_params(num_classes: int) -> int:
+    return FEATURES * num_classes + num_classes
+
+
+@functools.lru_cache(maxsize=1)
+def torchvision_resnet50_params() -> int:
+    return paper_network_params(None)[1]
+
+
+def build_paper_network(name: str | None, frames: int = 1, device: str = "meta", **kwargs):
+    from models.backbones import ResNet2D
+    with torch.device(device):
+        return ResNet2D("resnet50", num_frames=frames, attention=name, attention_kwargs=kwargs or None)
+
+
+def paper_network_params(name: str | None, num_classes: int = 1000, frames: int = 1,
+                         **kwargs) -> tuple[int, int]:
+    """``(inserted blocks, parameters with the classifier)`` of ``name``'s paper network."""
+    net = build_paper_network(name, frames, **kwargs)
+    cls = get_attention_class(name) if name else None
+    blocks = sum(isinstance(m, cls) for m in net.modules()) if cls else 0
+    return blocks, sum(p.numel() for p in net.parameters()) + classifier_params(num_classes)
+
+
+def network_gflops(name: str, frames: int, num_classes: int = 1000) -> float | None:
+    from engine.zoo_table import count_flops
+    torch.manual_seed(0)
+    net = build_paper_network(name, frames, device="cpu")
+    flops = count_flops(net, torch.randn(1, 3, frames, 224, 224))
+    return None if flops is None else (flops + FEATURES * num_classes * frames) / 1e9
+
+
+def paper_row(name: str, flops: bool = False) -> PaperRow:
+    cls = get_attention_class(name)
+    row = PaperRow(cls.registry_name, cls.kind, figure=PAPER_FIGURES.get(cls.registry_name))
+    if cls.kind != "block":
+        row.layout = f"{cls.kind}: runs on the backbone's output, not inside it"
+        return row
+    layout = getattr(cls, "paper_layout", None)
+    row.layout = layout.source if layout else ""
+    fig = row.figure
+    row.frames = fig.frames if fig else (CLIP_FRAMES if takes_clips(cls) else 1)
+    classes = fig.num_classes if fig else 1000
+    try:
+        row.blocks, row.params = paper_network_params(name, classes, row.frames)
+        if flops:
+            row.gflops = network_gflops(name, row.frames, classes)
+    except Exception as exc:  # one broken module must not hide the others
+        row.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+    return row
+
+
+def paper_rows(names=None, flops: bool = False, progress=None) -> list[PaperRow]:
+    rows = []
+    for name in names or list_attention():
+        if progress:
+            progress(name)
+        rows.append(paper_row(name, flops))
+    return rows
+
+
+HEADER = ("module", "blocks", "params (ours)", "GFLOPs", "frames", "paper", "diff", "paper figure from",
+          "layout from")
+
+
+def row_cells(row: PaperRow) -> tuple[str, ...]:
+    if row.error:
+        return (row.name, "error", row.error, "", "", "", "", "", "")
+    if row.params is None:
+        return (row.name, "-", "-", "-", "-", "-", "-", "-", row.layout)
+    fig = row.figure
+    paper = "-" if fig is None else f"{fig.params / 1e6:.2f}M"
+    if fig is not None and fig.baseline:
+        paper += f" (on {fig.baseline / 1e6:.2f}M)"
+    diff = "-" if row.diff is None else f"{100 * row.diff:+.2f}%"
+    gflops = "-" if row.gflops is None else f"{row.gflops:.2f}"
+    return (row.name, str(row.blocks), f"{row.params / 1e6:.2f}M", gflops, str(row.frames), paper,
+            diff, "-" if fig is None else fig.source, row.layout)
+
+
+def format_paper_table(rows: list[PaperRow], markdown: bool = False) -> str:
+    from engine.zoo_table import format_cells
+    return format_cells(HEADER, [row_cells(r) for r in rows], markdown, numeric=(1, 2, 3, 4, 5, 6))
