@@ -37,6 +37,7 @@ PAPER_FIGURES: dict[str, PaperFigure] = {
     "se": PaperFigure(28.09e6, "CBAM paper, ImageNet table (ResNet50 + SE)"),
     "cbam": PaperFigure(28.09e6, "CBAM paper, ImageNet table"),
     "bam": PaperFigure(25.92e6, "BAM paper, ImageNet table"),
+    "bam[variant=official]": PaperFigure(25.92e6, "BAM paper, ImageNet table"),
     "gsop": PaperFigure(28.29e6, "GSoP paper / ECA paper table (GSoP-Net1)"),
     "fca": PaperFigure(28.07e6, "FcaNet paper, ImageNet table (FcaNet-50)"),
     "srm": PaperFigure(25.62e6, "SRM paper, ImageNet table"),
@@ -51,6 +52,8 @@ PAPER_FIGURES: dict[str, PaperFigure] = {
     "sasa": PaperFigure(18.0e6, "SASA paper Table 1 (ResNet-50, full attention)"),
 }
 CLIP_FRAMES = 8  # clip blocks without a paper figure: an 8-frame clip
+# Rows for named variants beside each module's default: label -> (module, constructor kwargs).
+VARIANT_ROWS = {"bam[variant=official]": ("bam", {"variant": "official"})}
 
 
 @dataclass
@@ -99,17 +102,20 @@ def paper_network_params(name: str | None, num_classes: int = 1000, frames: int 
     return blocks, sum(p.numel() for p in net.parameters()) + classifier_params(num_classes)
 
 
-def network_gflops(name: str, frames: int, num_classes: int = 1000) -> float | None:
+def network_gflops(name: str, frames: int, num_classes: int = 1000, **kwargs) -> float | None:
     from engine.zoo_table import count_flops
     torch.manual_seed(0)
-    net = build_paper_network(name, frames, device="cpu")
+    net = build_paper_network(name, frames, device="cpu", **kwargs)
     flops = count_flops(net, torch.randn(1, 3, frames, 224, 224))
     return None if flops is None else (flops + FEATURES * num_classes * frames) / 1e9
 
 
-def paper_row(name: str, flops: bool = False) -> PaperRow:
+def paper_row(label: str, flops: bool = False) -> PaperRow:
+    """The row of a module (registry name) or of a variant (a ``VARIANT_ROWS`` label)."""
+    name, kwargs = VARIANT_ROWS.get(label, (label, {}))
     cls = get_attention_class(name)
-    row = PaperRow(cls.registry_name, cls.kind, figure=PAPER_FIGURES.get(cls.registry_name))
+    label = label if label in VARIANT_ROWS else cls.registry_name
+    row = PaperRow(label, cls.kind, figure=PAPER_FIGURES.get(label))
     if cls.kind != "block":
         row.layout = f"{cls.kind}: runs on the backbone's output, not inside it"
         return row
@@ -119,17 +125,21 @@ def paper_row(name: str, flops: bool = False) -> PaperRow:
     row.frames = fig.frames if fig else (CLIP_FRAMES if takes_clips(cls) else 1)
     classes = fig.num_classes if fig else 1000
     try:
-        row.blocks, row.params = paper_network_params(name, classes, row.frames)
+        row.blocks, row.params = paper_network_params(name, classes, row.frames, **kwargs)
         if flops:
-            row.gflops = network_gflops(name, row.frames, classes)
+            row.gflops = network_gflops(name, row.frames, classes, **kwargs)
     except Exception as exc:  # one broken module must not hide the others
         row.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
     return row
 
 
 def paper_rows(names=None, flops: bool = False, progress=None) -> list[PaperRow]:
+    """Rows of ``names`` (default: every registered module, each followed by its variants)."""
+    if names is None:
+        names = [label for n in list_attention()
+                 for label in [n] + [v for v, (m, _) in VARIANT_ROWS.items() if m == n]]
     rows = []
-    for name in names or list_attention():
+    for name in names:
         if progress:
             progress(name)
         rows.append(paper_row(name, flops))
