@@ -8,7 +8,8 @@ Inputs (``channels = 256``): blocks, heads and glimpses ``(8, 256, 28, 28)``; cl
 ``num_classes`` only when its constructor takes them, so modules registered later are covered.
 
 * FLOPs: fvcore ``FlopCountAnalysis`` (one fused multiply-add = one flop; element-wise ops not
-  counted), plus a handle for ``scaled_dot_product_attention``; "n/a" when fvcore cannot trace.
+  counted), plus handles for ``scaled_dot_product_attention`` and torchvision's
+  ``deform_conv2d`` (counted as the plain conv of its weight); "n/a" when fvcore cannot trace.
 * Time: median over ``repeats`` runs (after one warm-up) of forward + backward in train mode,
   with the input requiring grad.
 * Peak memory: the CPU allocator's high-water mark of bytes allocated during one forward +
@@ -86,6 +87,16 @@ def _sdpa_flops(inputs, outputs):
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
+def _deform_conv_flops(inputs, outputs):
+    """A deformable conv costs what the plain conv of its weight costs (bilinear sampling aside)."""
+    from fvcore.nn.jit_handles import get_shape
+    weight, out = get_shape(inputs[1]), get_shape(outputs[0])
+    taps = 1
+    for d in weight[1:]:
+        taps *= d
+    return out[0] * out[1] * out[2] * out[3] * taps
+
+
 def count_flops(module: nn.Module, x: torch.Tensor) -> int | None:
     with warnings.catch_warnings():  # fvcore's import touches deprecated torch.jit APIs
         warnings.simplefilter("ignore")
@@ -98,6 +109,7 @@ def count_flops(module: nn.Module, x: torch.Tensor) -> int | None:
             warnings.simplefilter("ignore")
             analysis = FlopCountAnalysis(module, (x,))
             analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_flops)
+            analysis.set_op_handle("torchvision::deform_conv2d", _deform_conv_flops)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             analysis.tracer_warnings("none")
             return int(analysis.total())

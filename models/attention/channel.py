@@ -107,7 +107,7 @@ class ECA(nn.Module):
     """
 
     placement = "post"
-    paper_layout = Layout(source="paper Sec. 4 / official ECA-ResNet: every residual unit")
+    paper_layout = Layout(source="paper / official ECA-ResNet: every residual unit")
 
     def __init__(self, channels: int, kernel_size: int | None = None, gamma: int = 2, b: int = 1):
         super().__init__()
@@ -137,7 +137,7 @@ class SRM(nn.Module):
     """
 
     placement = "post"
-    paper_layout = Layout(source="paper Sec. 3.3 (like SE) / official code: every residual unit")
+    paper_layout = Layout(source="paper (like SE) / official code: every residual unit")
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()

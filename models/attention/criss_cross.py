@@ -30,7 +30,7 @@ class CrissCrossAttention(nn.Module):
     """
 
     placement = "stage_end"
-    paper_layout = Layout(stages=(4,), source="paper Fig. 2: RCCA on the backbone's last (res5) map")
+    paper_layout = Layout(stages=(4,), source="paper: RCCA on the backbone's last (res5) map")
 
     def __init__(self, channels: int, reduction: int = 8, recurrence: int = 2):
         super().__init__()

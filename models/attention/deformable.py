@@ -43,7 +43,7 @@ class _DeformConv(nn.Module):
 
     placement = "replace_conv2"
     paper_layout = Layout(stages=(2, 3, 4), source=(
-        "DCNv2 paper Sec. 4: every 3x3 conv of conv3-conv5"))
+        "DCNv2 paper: every 3x3 conv of conv3-conv5"))
     modulated = False
 
     def __init__(self, channels: int, out_channels: int | None = None, kernel_size: int = 3,

@@ -41,7 +41,7 @@ class EMAUnit(nn.Module):
     """
 
     placement = "stage_end"
-    paper_layout = Layout(stages=(4,), source="paper Fig. 2: EMAU on the backbone's last (res5) map")
+    paper_layout = Layout(stages=(4,), source="paper: EMAU on the backbone's last (res5) map")
 
     def __init__(self, channels: int, num_bases: int = 64, num_iters: int = 3, momentum: float = 0.9):
         super().__init__()

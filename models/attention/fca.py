@@ -64,7 +64,7 @@ class FcaNet(nn.Module):
     """
 
     placement = "post"
-    paper_layout = Layout(source="paper Sec. 4 / official FcaNet-50: every residual unit")
+    paper_layout = Layout(source="paper / official FcaNet-50: every residual unit")
 
     def __init__(self, channels: int, reduction: int = 16, num_freq: int = 16,
                  dct_size: int | tuple[int, int] | str | None = None):

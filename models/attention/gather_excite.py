@@ -40,7 +40,7 @@ class GatherExcite(nn.Module):
 
     placement = "post"
     paper_layout = Layout(per_stage=lambda info: {"spatial_size": info.size}, source=(
-        "paper Sec. 4 / released RN50-GE models: every residual unit, like SE"))
+        "paper / released RN50-GE models: every residual unit, like SE"))
 
     def __init__(self, channels: int, variant: str = "theta_minus", extent: int = 0,
                  reduction: int = 16, spatial_size: int | tuple[int, int] | None = None):

@@ -223,7 +223,7 @@ class TripletAttention(nn.Module):
     """
 
     placement = "post"
-    paper_layout = Layout(source="paper Fig. 4 / official code: every residual unit")
+    paper_layout = Layout(source="paper / official code: every residual unit")
 
     def __init__(self, channels: int | None = None, kernel_size: int = 7, no_spatial: bool = False):
         super().__init__()

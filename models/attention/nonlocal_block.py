@@ -70,7 +70,7 @@ class NonLocal2d(nn.Module):
 
     placement = "after_block"
     paper_layout = Layout(stages=(2, 3), units="every_other", source=(
-        "paper Sec. 4.1: 5 blocks after every other unit of res3 and res4 (here per frame)"))
+        "paper: 5 blocks after every other unit of res3 and res4 (here per frame)"))
 
     def __init__(self, channels: int, reduction: int = 2, mode: str = "embedded_gaussian",
                  sub_sample: bool = True, scale: bool = False):

@@ -34,15 +34,16 @@ class NonLocalST(nn.Module):
     ``THW x THW`` matrix is kept. ``num_frames`` (given by a per-frame backbone) checks the
     clip length; the block itself works for any ``T``.
 
-    Paper layout (Sec. 4.1, Table 2d; official code ``NONLOCAL.CONV3_NONLOCAL`` /
-    ``CONV4_NONLOCAL``): 5 blocks after every other residual unit of res3 and res4 (ResNet-50: 2
-    in ``layer2``, 3 in ``layer3``), placement ``after_block``. The 10-block model (every unit of
+    Paper layout (the paper's 5-block ResNet-50): 5 blocks after every other residual unit of
+    res3 and res4, placement ``after_block``: units 2, 4 of ``layer2`` and 2, 4, 6 of ``layer3``,
+    as in mmaction2's and GluonCV's I3D-NL5 ResNet-50 configs (``non_local=((0,0,0), (0,1,0,1),
+    (0,1,0,1,0,1), (0,0,0))``). The 10-block model (every unit of
     res3 and res4) is ``EVERY: 1`` in a config (``every=1``).
     """
 
     placement = "after_block"
     paper_layout = Layout(stages=(2, 3), units="every_other", source=(
-        "paper Sec. 4.1 / Table 2d: 5 blocks, every other residual unit of res3 and res4"))
+        "paper: 5 blocks, every other residual unit of res3 and res4"))
 
     def __init__(self, channels: int, num_frames: int | None = None, reduction: int = 2,
                  sub_sample: bool = True, scale: bool = False):

@@ -47,7 +47,7 @@ class StandAloneSelfAttention(nn.Module):
     """
 
     placement = "replace_conv2"
-    paper_layout = Layout(source="paper Sec. 4.1: every spatial (3x3) conv of the ResNet, conv stem kept")
+    paper_layout = Layout(source="paper: every spatial (3x3) conv of the ResNet replaced")
 
     def __init__(self, channels: int, out_channels: int | None = None, kernel_size: int = 7,
                  heads: int = 8, stride: int = 1):

@@ -34,7 +34,7 @@ class SelfCalibratedConv(nn.Module):
     """
 
     placement = "replace_conv2"
-    paper_layout = Layout(source="paper Sec. 3.3 / official SCNet-50: the 3x3 conv of every unit")
+    paper_layout = Layout(source="paper / official SCNet-50: the 3x3 conv of every unit")
 
     def __init__(self, channels: int, out_channels: int | None = None, stride: int = 1,
                  pooling_r: int = 4, dilation: int = 1):

@@ -36,7 +36,7 @@ class TAM(nn.Module):
     """
 
     placement = "pre_conv2"
-    paper_layout = Layout(source="paper Sec. 3.3 / official TANet-50: every residual unit")
+    paper_layout = Layout(source="paper / official TANet-50: every residual unit")
 
     def __init__(self, channels: int, num_frames: int = 8, alpha: int = 2, beta: int = 4,
                  kernel_size: int = 3, local_kernel_size: int = 3):
