@@ -15,14 +15,17 @@ from __future__ import annotations
 import fcntl
 import os
 
+from engine.errors import UserError
+
 __all__ = ["BrokenVideoLog", "TooManyBrokenVideos", "check_broken_share", "broken_summary"]
 
 
-class TooManyBrokenVideos(RuntimeError):
+class TooManyBrokenVideos(UserError, RuntimeError):
     """More than the allowed share of a dataset's videos (or frames) cannot be read.
 
-    The message is one line, also when a DataLoader worker raised it: the loader re-raises worker
-    errors with the worker's traceback in the message, which is cut back to the original line.
+    A ``UserError``: the tools print its one line. It stays one line when a DataLoader worker
+    raised it: the loader re-raises worker errors with the worker's traceback in the message,
+    which is cut back to the original line here.
     """
 
     def __init__(self, message: str = ""):

@@ -127,7 +127,12 @@ class TrackletDataset(Dataset):
         return self._paths
 
     def _skip(self, path: str, err: Exception, neighbour: str | None) -> None:
-        reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300]
+        if not os.path.isfile(path):
+            reason = "no such file"
+        elif os.path.getsize(path) == 0:
+            reason = "empty file"
+        else:
+            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300]
         self.unreadable.add(path)
         if self.skip_log is None or self.skip_log.record(path, reason):
             log.warning("unreadable frame %s (%s) replaced by %s", path, reason,

@@ -234,6 +234,15 @@ def load_config(path: str | None = None, overrides: list | None = None, freeze: 
         cfg.merge_from_file(path)
     if overrides:
         cfg.merge_from_list(list(overrides))
+    check_values(cfg, path or "the defaults")
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def check_values(cfg: CfgNode, source: str = "config") -> None:
+    """Values that have a type but not a meaning (a share outside [0, 1]) are a ``ConfigError``."""
+    share = cfg.DATA.MAX_BROKEN_SHARE
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(f"{source}: DATA.MAX_BROKEN_SHARE must lie in [0, 1] (a share of the videos or frames: "
+                          f"0 stops at the first broken one, 1 never stops), got {share!r}")

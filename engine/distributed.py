@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 import torch.distributed as dist
@@ -41,6 +42,58 @@ def broadcast_object(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def run_together(fn, *args):
+    """``fn(*args)`` as one step of every rank: when it raises on any rank, every rank raises too
+    (``stop_together``), so none is left waiting in a later collective until the timeout."""
+    result = error = None
+    try:
+        result = fn(*args)
+    except Exception as err:  # noqa: BLE001 - handed to stop_together, which raises it
+        error = err
+    stop_together(error)
+    return result
+
+
+def stop_together(error: Exception | None) -> None:
+    """A collective that every rank calls at the same point with the error it met there, or None.
+    When any rank has one, all raise the error of the lowest such rank: that rank its own (with its
+    traceback), the others the same type and message (a ``RuntimeError`` naming the type when the
+    type cannot be rebuilt from its message). Outside DDP: raise ``error`` if any. Costs one
+    all-reduce of ``world_size`` integers."""
+    if not is_dist():
+        if error is not None:
+            raise error
+        return
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    failed = torch.zeros(world_size(), dtype=torch.int32, device=device)
+    failed[rank()] = int(error is not None)
+    dist.all_reduce(failed)
+    failing = failed.nonzero().flatten().tolist()
+    if not failing:
+        return
+    first = failing[0]
+    box = [_portable(error) if rank() == first else None]
+    dist.broadcast_object_list(box, src=first)
+    if rank() == first:
+        raise error
+    kind, message = box[0]
+    try:
+        same = kind(message)
+        same = same if str(same) == message else None
+    except Exception:  # noqa: BLE001 - a constructor that wants other arguments
+        same = None
+    raise (same or RuntimeError(f"rank {first} stopped: {kind.__name__}: {message}")) from error
+
+
+def _portable(error: Exception) -> tuple[type, str]:
+    """(type, message) that pickles (a class defined in a function does not: RuntimeError then)."""
+    try:
+        pickle.dumps(type(error))
+        return type(error), str(error)
+    except Exception:  # noqa: BLE001
+        return RuntimeError, f"{type(error).__name__}: {error}"
 
 
 def barrier() -> None:

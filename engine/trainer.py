@@ -66,7 +66,7 @@ class Trainer:
         claim_run_folder(cfg.OUTPUT_DIR, resume, overwrite, main=du.is_main())
         setup_logging(cfg.OUTPUT_DIR)
         seed_everything(cfg.SEED)
-        self.task = build_task(cfg, self.rank, self.world)
+        self.task = du.run_together(build_task, cfg, self.rank, self.world)   # e.g. rank 0's test-set check
         self.model = build_model(cfg, self.task.num_classes).to(self.device)
         if cfg.MODEL.CHANNELS_LAST:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -104,9 +104,9 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict:
         cfg = self.cfg
         seed_everything(cfg.SEED * 100003 + epoch * 101 + self.rank)  # resume-exact randomness
-        self.task.set_epoch(epoch)
+        du.run_together(self.task.set_epoch, epoch)
         self.model.train()
-        bar = tqdm(self.task.train_loader, total=self.iters_per_epoch, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCHS}",
+        bar = tqdm(self._batches(), total=self.iters_per_epoch, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCHS}",
                    disable=not du.is_main(), dynamic_ncols=True, leave=False)
         sums, n_clips, t0 = {}, 0, time.perf_counter()
         for it, batch in enumerate(bar):
@@ -139,6 +139,17 @@ class Trainer:
             self.writer.add_scalar("train/clips_per_s", stats["clips_per_s"], epoch + 1)
         return stats
 
+    def _batches(self):
+        """The training loader's batches. A rank that cannot load its batch (too many broken inputs,
+        a crashed worker) stops every rank at that step with its message (``du.run_together``)."""
+        batches = iter(self.task.train_loader)
+        while (batch := du.run_together(next, batches, None)) is not None:
+            yield batch
+
+    def _finish_on_main(self) -> None:
+        if du.is_main() and hasattr(self.task, "finish"):
+            self.task.finish()                    # e.g. the summary of skipped broken videos
+
     def evaluate(self) -> dict:
         metrics = self.task.evaluate(unwrap(self.model), self.device, self.amp_dtype)
         return metrics
@@ -164,8 +175,7 @@ class Trainer:
             if do_eval:
                 metrics = self._evaluate_and_save(epoch + 1)
             du.barrier()
-        if du.is_main() and hasattr(self.task, "finish"):
-            self.task.finish()                    # e.g. the summary of skipped broken videos
+        du.run_together(self._finish_on_main)
         if du.is_main() and metrics:
             write_metrics(cfg.OUTPUT_DIR, metrics)
         if self.writer is not None:
@@ -174,17 +184,20 @@ class Trainer:
 
     def _evaluate_and_save(self, epoch: int) -> dict:
         """Evaluate (main process) after ``epoch`` epochs, then save last.pth (and best.pth when
-        the key metric improved) with the metrics; all processes wait for it."""
-        metrics = {}
-        if du.is_main():
-            metrics = self.evaluate()
-            self.log_metrics(metrics, epoch)
-            improved = metrics.get(self.task.key_metric, -1) > self.best
-            if improved:
-                self.best = metrics[self.task.key_metric]
-            self.metrics, self.pending_eval = metrics, False
-            self._save(("last.pth", "best.pth") if improved else ("last.pth",), epoch)
-        du.barrier()
+        the key metric improved) with the metrics; all processes wait for it, and should it stop
+        (e.g. too many broken test inputs) all stop with it (``du.run_together``)."""
+        return du.run_together(self._evaluate_and_save_on_main, epoch)
+
+    def _evaluate_and_save_on_main(self, epoch: int) -> dict:
+        if not du.is_main():
+            return {}
+        metrics = self.evaluate()
+        self.log_metrics(metrics, epoch)
+        improved = metrics.get(self.task.key_metric, -1) > self.best
+        if improved:
+            self.best = metrics[self.task.key_metric]
+        self.metrics, self.pending_eval = metrics, False
+        self._save(("last.pth", "best.pth") if improved else ("last.pth",), epoch)
         return metrics
 
     def _save(self, names, epoch: int) -> None:

@@ -9,12 +9,13 @@ the whole video (mean of the window scores). Re-ID checkpoints: clip embeddings 
 ``<out stem>_<video stem>.npy`` (windows x D), with the window index in --out.
 Clip length and frame stride default to the config's DATA.SEQ_LEN and DATA.FRAME_STRIDE; the
 window stride (frames between window starts) to one window span. Unreadable videos are reported
-and skipped.
+and skipped; when none can be read the tool exits with status 2.
 """
 
 import _bootstrap
 from tqdm import tqdm
 
+from engine.errors import UserError
 from engine.infer import format_result, infer_videos
 
 
@@ -37,6 +38,8 @@ def main(argv=None):
                            window_stride=args.window_stride, on_result=lambda r: tqdm.write(format_result(r) + "\n"))
     skipped = sum("error" in r for r in results)
     print(f"{len(results) - skipped} videos done, {skipped} skipped; wrote {args.out}")
+    if skipped == len(results):
+        raise UserError(f"none of the {skipped} videos could be read (reasons above and in {args.out})")
 
 
 if __name__ == "__main__":
