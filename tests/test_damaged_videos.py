@@ -43,6 +43,12 @@ def test_every_kind_is_written(damaged):
     per_folder = {"good": 4, **{kind: len(exts) for kind, exts in KINDS.items()}}   # 2 classes x train/val
     assert counts["per_kind"] == {kind: 4 * n for kind, n in per_folder.items()}
     assert counts["damaged"] == 88 >= 50 and counts["files"] == len(manifest) == 104
+    assert (counts["broken"], counts["either"]) == (40 + 4 * (not AS_ROOT), 36)
+    for text in (open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read(),
+                 open(os.path.join(os.path.dirname(__file__), "..", "tools", "make_synthetic.py")).read()):
+        said = " ".join(text.split())                                  # what the README and --help claim
+        assert f"{counts['files']} files" in said and f"{counts['good']} good clips" in said
+        assert f"{counts['damaged']} files of {len(KINDS)} " in said
     assert sorted({os.path.splitext(r["path"])[1] for r in manifest if r["kind"] == "random_bytes"}) == \
         [".avi", ".mkv", ".mp4"]
     by = {(r["split"], os.path.basename(os.path.dirname(r["path"])), os.path.basename(r["path"])): r["path"]
