@@ -186,6 +186,17 @@ def test_fca_default_grid_is_the_official_resnet50_c2wh():
     assert build_attention("fca", channels=64, dct_size=56).dct_size == (56, 56)
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_fca_backbone_grid_follows_the_stage_not_the_width(arch):
+    """Official c2wh is keyed by the stage (planes 64..512): ResNet-18's 256-channel stage 3 gets
+    the 14x14 grid, not ResNet-50 layer1's 56."""
+    from models.backbones import ResNet2D
+    from models.attention.fca import FcaNet
+    net = ResNet2D(arch, num_frames=1, attention="fca", stages=[2, 3])
+    grids = {name.split(".")[0]: m.dct_size for name, m in net.named_modules() if isinstance(m, FcaNet)}
+    assert grids == {"layer2": (28, 28), "layer3": (14, 14)}
+
+
 @pytest.mark.parametrize("size", [(16, 8), (8, 4), (14, 14), (15, 9), (28, 28), (7, 7)])
 def test_fca_pools_each_map_to_its_dct_grid_as_the_official_code(size):
     """Re-ID maps (16x8 at stage 3 of a 256x128 ResNet-50) are pooled to the 14x14 grid first."""

@@ -16,7 +16,9 @@ TOP_FREQ_ROWS = (0, 0, 6, 0, 0, 1, 1, 4, 5, 1, 3, 0, 0, 0, 3, 2, 4, 6, 3, 5, 5, 
 TOP_FREQ_COLS = (0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2, 6, 3, 3, 3, 5, 1, 1, 2, 4, 2, 1, 1, 3, 0, 5, 3)
 
 
-# The official ResNet-50 grid per stage: channels (4 * planes) -> dct_h = dct_w (``c2wh``).
+# The official grid per ResNet stage (``c2wh``, keyed there by the stage's ``planes``).
+STAGE_DCT_SIZE = {1: 56, 2: 28, 3: 14, 4: 7}
+# The same for a standalone block of ResNet-50's widths: channels (4 * planes) -> dct_h = dct_w.
 RESNET50_DCT_SIZE = {256: 56, 512: 28, 1024: 14, 2048: 7}
 
 
@@ -56,15 +58,16 @@ class FcaNet(nn.Module):
     grid whenever its size differs, and the DCT filters are built for that grid. The official
     ResNets use ``c2wh = {64: 56, 128: 28, 256: 14, 512: 7}`` keyed by the bottleneck width
     ``planes``: for ResNet-50 (``channels = 4 * planes``) that is 56/28/14/7 for 256/512/1024/2048
-    channels, which is the default here; any other width defaults to the 7x7 grid of the ranking
-    itself (pass ``dct_size`` per stage otherwise, e.g. 56/28/14/7 for ResNet-18/34's
-    64/128/256/512). ``dct_size="input"`` (ours, not the official code) builds the filters for each
+    channels, the default of a standalone block; any other width defaults to the 7x7 grid of the
+    ranking itself. In a backbone the paper layout passes the grid by stage (56/28/14/7 for
+    stages 1-4 of any depth, ResNet-18/34's 64/128/256/512 channels included). ``dct_size="input"`` (ours, not the official code) builds the filters for each
     input's own size instead of pooling. Frequencies scale as ``floor(u * size / 7)``: the
     official ``u * (size // 7)`` on the 7-multiple grids.
     """
 
     placement = "post"
-    paper_layout = Layout(source="paper / official FcaNet-50: every residual unit")
+    paper_layout = Layout(per_stage=lambda info: {"dct_size": STAGE_DCT_SIZE[info.stage]},
+                          source="paper / official FcaNet-50: every residual unit, c2wh grid per stage")
 
     def __init__(self, channels: int, reduction: int = 16, num_freq: int = 16,
                  dct_size: int | tuple[int, int] | str | None = None):
