@@ -24,6 +24,7 @@ from .action_metrics import evaluate_action
 log = logging.getLogger("vidattn")
 
 from .build import BROKEN_LOG, build_broken_log
+from .errors import ConfigError
 
 
 def action_index(dataset: str, root: str, split: int, subset: str):
@@ -36,7 +37,7 @@ def action_index(dataset: str, root: str, split: int, subset: str):
         return HMDB51(root, split=split, subset=subset)
     if dataset == "video_folder":  # <root>/train/<class>/<video>, <root>/val/<class>/<video>
         return VideoFolder(os.path.join(root, "train" if subset == "train" else "val"))
-    raise ValueError(f"action DATA.DATASET must be ucf101, hmdb51 or video_folder, got {dataset!r}")
+    raise ConfigError(f"action DATA.DATASET must be ucf101, hmdb51 or video_folder, got {dataset!r}")
 
 
 def action_dataset(cfg, samples, train: bool, skip_log=None):

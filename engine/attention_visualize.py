@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .attention_drawing import attention_strip
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def tracklet_frames(folder: str) -> list[str]:
     """Image files of a folder, sorted; a MARS identity folder holds several tracklets: the first is used."""
     names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
-        raise FileNotFoundError(f"no frame images ({', '.join(IMAGE_EXTENSIONS)}) in {folder!r}")
+        raise InputError(f"no frame images ({', '.join(IMAGE_EXTENSIONS)}) in {folder!r}")
     keys = [m.group(1) if (m := MARS_NAME.match(n)) else None for n in names]
     if None not in keys and len(set(keys)) > 1:
         log.warning("%s holds %d MARS tracklets; showing %s", folder, len(set(keys)), keys[0])

@@ -12,6 +12,7 @@ from models.heads import build_aggregator
 from models.video_net import VideoClassifier, VideoReIDNet
 
 from . import distributed as du
+from .errors import ConfigError
 
 BROKEN_LOG = "broken_videos.tsv"
 
@@ -58,7 +59,7 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
     if cfg.TASK == "action":
         return VideoClassifier(backbone, agg, num_classes, dropout=cfg.MODEL.HEAD.DROPOUT, mean=cfg.DATA.MEAN,
                                std=cfg.DATA.STD)
-    raise ValueError(f"TASK must be 'reid' or 'action', got {cfg.TASK!r}")
+    raise ConfigError(f"TASK must be 'reid' or 'action', got {cfg.TASK!r}")
 
 
 def build_optimizer(cfg, model: torch.nn.Module, extra_params=()) -> torch.optim.Optimizer:
@@ -76,7 +77,7 @@ def build_optimizer(cfg, model: torch.nn.Module, extra_params=()) -> torch.optim
         return torch.optim.AdamW(groups, lr=s.BASE_LR)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM, nesterov=True)
-    raise ValueError(f"SOLVER.OPTIMIZER must be adam, adamw or sgd, got {s.OPTIMIZER!r}")
+    raise ConfigError(f"SOLVER.OPTIMIZER must be adam, adamw or sgd, got {s.OPTIMIZER!r}")
 
 
 def lr_factor(epoch: float, max_epochs: int, warmup_epochs: float, warmup_factor: float, scheduler: str,
@@ -90,7 +91,7 @@ def lr_factor(epoch: float, max_epochs: int, warmup_epochs: float, warmup_factor
     if scheduler == "cosine":
         span = max(max_epochs - warmup_epochs, 1e-8)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - warmup_epochs) / span)))
-    raise ValueError(f"SOLVER.SCHEDULER must be step or cosine, got {scheduler!r}")
+    raise ConfigError(f"SOLVER.SCHEDULER must be step or cosine, got {scheduler!r}")
 
 
 def build_scheduler(cfg, optimizer, iters_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -135,7 +136,7 @@ def build_reid_data(cfg, rank: int = 0, world: int = 1, skip_log=None, train: bo
     from datasets.tracklet_dataset import TrackletDataset, collate_clips
     from datasets.transforms import build_reid_transform
     if cfg.DATA.DATASET != "mars":
-        raise ValueError(f"re-ID data must be DATA.DATASET 'mars', got {cfg.DATA.DATASET!r}")
+        raise ConfigError(f"re-ID data must be DATA.DATASET 'mars', got {cfg.DATA.DATASET!r}")
     d = cfg.DATA
     mars = MARS(d.ROOT)
     decode = reid_decode_device(cfg)            # None: the workers decode; else batches decode on the GPU

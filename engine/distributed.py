@@ -7,6 +7,8 @@ import pickle
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -116,5 +118,5 @@ def resolve_device(name: str) -> torch.device:
         if name == "cuda" and "LOCAL_RANK" in os.environ:
             name = f"cuda:{os.environ['LOCAL_RANK']}"
     elif name != "cpu":
-        raise ValueError(f"MODEL.DEVICE must be cpu, cuda or auto, got {name!r}")
+        raise ConfigError(f"MODEL.DEVICE must be cpu, cuda or auto, got {name!r}")
     return torch.device(name)

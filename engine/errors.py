@@ -24,6 +24,10 @@ class ConfigKeyError(UserError, KeyError):
     """An unknown config key."""
 
 
+class InputError(UserError, ValueError):
+    """A bad input file or argument (a folder where a video was expected, a wrong output type)."""
+
+
 class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used: missing, empty, truncated, refused or of another model."""
 

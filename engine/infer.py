@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .errors import UserError
+from .errors import InputError
 from .evaluate import load_trained
 from .files import atomic_write
 from .trainer import amp_dtype
@@ -156,18 +156,20 @@ def infer_videos(config: str, checkpoint: str, videos, out: str | None = None, o
     ``on_result(result)`` is called as each video finishes (e.g. to print it)."""
     from datasets.video_reader import VideoReadError
     videos = [os.fspath(v) for v in videos]
+    if out and os.path.splitext(out)[1].lower() not in (".json", ".csv"):
+        raise InputError(f"output must end in .json or .csv, got {out!r}")
     for path in videos:
         if os.path.isdir(path):
-            raise UserError(f"{path!r} is a folder: pass video files (e.g. {os.path.join(path, '*.mp4')})")
+            raise InputError(f"{path!r} is a folder: pass video files (e.g. {os.path.join(path, '*.mp4')})")
     cfg, _, model, device = load_trained(config, checkpoint, overrides, task_needed=False)
     runner = _ClipRunner(cfg, checkpoint, model, device)
     if runner.reid and not out:
-        raise ValueError("a re-ID checkpoint gives embeddings: name an output file (out) to save them beside")
+        raise InputError("a re-ID checkpoint gives embeddings: name an output file (out) to save them beside")
     clip_len = clip_len or cfg.DATA.SEQ_LEN
     frame_stride = frame_stride or cfg.DATA.FRAME_STRIDE
     window_stride = window_stride or (clip_len - 1) * frame_stride + 1
     if min(clip_len, frame_stride, window_stride, batch, topk) < 1:
-        raise ValueError("clip length, strides, batch size and top-k must be >= 1")
+        raise InputError("clip length, strides, batch size and top-k must be >= 1")
     results, taken = [], set()
     for path in videos:
         path = os.fspath(path)
@@ -223,7 +225,7 @@ def write_results(results: list[dict], out: str) -> None:
         writer.writerows(rows)
         text = buffer.getvalue()
     else:
-        raise ValueError(f"output must end in .json or .csv, got {out!r}")
+        raise InputError(f"output must end in .json or .csv, got {out!r}")
     atomic_write(out, lambda f: f.write(text.encode("utf-8")))
 
 

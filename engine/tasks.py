@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from .build import build_broken_log, build_reid_data
+from .errors import ConfigError
 from .reid_evaluator import evaluate_reid_model, format_reid_table
 
 log = logging.getLogger("vidattn")
@@ -65,4 +66,4 @@ def build_task(cfg, rank: int = 0, world: int = 1, classes=None, train: bool = T
     if cfg.TASK == "action":
         from .action_task import ActionTask
         return ActionTask(cfg, rank, world, classes=classes, train=train)
-    raise ValueError(f"TASK must be 'reid' or 'action', got {cfg.TASK!r}")
+    raise ConfigError(f"TASK must be 'reid' or 'action', got {cfg.TASK!r}")

@@ -17,6 +17,7 @@ from . import distributed as du
 from .build import build_model, build_optimizer, build_scheduler
 from .checkpoint import atomic_save, load_checkpoint, read_checkpoint, save_checkpoint, unwrap
 from .criterion import build_criterion
+from .errors import ConfigError
 from .files import atomic_write, remove_stale_temporaries
 from .run_folder import claim_run_folder
 from .tasks import build_task
@@ -75,7 +76,8 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model, self.criterion.parameters())
         self.iters_per_epoch = len(self.task.train_loader)
         if self.iters_per_epoch == 0:
-            raise ValueError("the training loader yields no batch: too few identities/videos for the batch size")
+            raise ConfigError("the training loader yields no batch: fewer training identities/videos than one batch "
+                              "needs; lower DATA.NUM_IDS x DATA.NUM_INSTANCES (re-ID) or DATA.BATCH_SIZE (action)")
         self.scheduler = build_scheduler(cfg, self.optimizer, self.iters_per_epoch)
         self.amp_dtype = amp_dtype(cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)

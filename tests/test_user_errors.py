@@ -125,6 +125,9 @@ CASES = {  # name: (build(tmp_path) -> command, words the line must hold)
     "synthetic-size": (lambda t: ["make_synthetic.py", "ucf101", t / "out", "--size", "32"], ["--size", "'32'"]),
     "rerun-into-a-run-folder": (lambda t: ["train.py", REID_CFG, "OUTPUT_DIR", _earlier_run(t / "run")],
                                 ["already holds a run", "--resume", "--overwrite"]),
+    "infer-output-type": (lambda t: ["infer.py", ACTION_CFG, "--checkpoint", _reid_checkpoint(t / "r.pth"), t / "v.mp4",
+                                     "--out", t / "r.txt"], ["r.txt", ".json or .csv"]),
+    "unknown-device": (lambda t: ["train.py", REID_CFG, "MODEL.DEVICE", "gpu"], ["MODEL.DEVICE", "'gpu'"]),
     "folder-to-infer": (lambda t: ["infer.py", ACTION_CFG, "--checkpoint", _reid_checkpoint(t / "r.pth"), t],
                         ["is a folder", "*.mp4"]),
 }
