@@ -114,3 +114,20 @@ def test_memory_profiling_prints_nothing(capfd):
     out = capfd.readouterr()
     assert peak and peak > 0
     assert out.err == "" and out.out == ""
+
+
+def test_every_torch_load_in_the_project_is_weights_only():
+    """No ``torch.load`` call anywhere (code, tools, tests) can unpickle arbitrary objects."""
+    import ast
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1]
+    unsafe = []
+    for folder in ("engine", "tools", "models", "datasets", "tests"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"):
+                    flag = {k.arg: k.value for k in node.keywords}.get("weights_only")
+                    if not (isinstance(flag, ast.Constant) and flag.value is True):
+                        unsafe.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not unsafe, unsafe
