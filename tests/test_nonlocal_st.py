@@ -5,24 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from models.attention import build_attention, get_attention_class
+from models.attention._reference_spacetime import ref_nonlocal_st
 from models.backbones import ResNet2D
 from tests.attention_checks import check_gradients, randomize
 
 
 def clip(n=2, c=16, t=3, h=6, w=5, seed=0):
     return torch.randn(n, c, t, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def reference(block, x):
-    """Eq. 1 and 6 written out: an explicit THW x T'h'w' softmax (no 1/sqrt(d) unless scale)."""
-    n, c, t, h, w = x.shape
-    theta = block.theta(x).flatten(2)                                  # (N, d, THW)
-    phi, g = block.pool(block.phi(x)).flatten(2), block.pool(block.g(x)).flatten(2)
-    logits = theta.transpose(1, 2) @ phi                               # (N, THW, M)
-    if block.scale:
-        logits = logits / theta.shape[1] ** 0.5
-    y = (logits.softmax(-1) @ g.transpose(1, 2)).transpose(1, 2).reshape(n, -1, t, h, w)
-    return x + block.bn(block.out(y))
 
 
 def trained_like(block):
@@ -45,13 +34,17 @@ def test_identity_at_init(training):
     assert block.inner_channels == 8 and torch.count_nonzero(block.bn.weight) == 0
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("sub_sample", [True, False])
 @pytest.mark.parametrize("scale", [False, True])
-def test_equals_explicit_softmax(sub_sample, scale):
+def test_equals_explicit_softmax(sub_sample, scale, training):
+    """Eq. 1 and 6 by hand: an explicit THW x T'h'w' softmax (no 1/sqrt(d) unless scale)."""
     block = trained_like(build_attention("nonlocal_st", channels=16, sub_sample=sub_sample, scale=scale))
+    block.train(training)
     x = clip(h=7, w=5)   # odd sizes: ceil-mode pooling keeps every position
     with torch.no_grad():
-        torch.testing.assert_close(block(x), reference(block, x), rtol=1e-5, atol=1e-5)
+        expected = ref_nonlocal_st(block, x)
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_paper_has_no_scaling_by_default():
