@@ -137,3 +137,12 @@ def test_3d_backbone_sizes_per_stage():
         "stage1": (16, 8), "stage2": (8, 4), "stage3": (4, 2), "stage4": (2, 1)}
     y = net.eval()(torch.randn(1, 3, 8, 64, 32))
     assert y.shape == (1, 2048, 8, 2, 1)
+
+
+@pytest.mark.parametrize("name", ["rga", "ge", "residual_attention", "gsop"])
+def test_networks_with_per_stage_arguments_pickle(name):
+    """The plan kept on the backbone holds only importable functions (whole-model saves work)."""
+    import pickle
+    net = ResNet2D("resnet18", num_frames=2, attention=name, input_size=(64, 32))
+    clone = pickle.loads(pickle.dumps(net))
+    assert clone.attention_plan.stage_kwargs(1, (16, 8)) == net.attention_plan.stage_kwargs(1, (16, 8))

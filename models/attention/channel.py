@@ -64,6 +64,10 @@ class GSoP(nn.Module):
     4 outputs (``4d`` in all); ``fc`` is a 1x1 conv ``4d -> C``. Layout, biases and the ReLU on the
     input follow the official code (no activation between the row-wise conv and ``fc`` there).
     ``reduce_stride`` (official: 2 in the first ResNet stage, 1 elsewhere) defaults to 1.
+    Paper layout (official GSoP-Net1, ``main.py`` / ``resnet.py``): one block in the LAST
+    bottleneck of each of the four stages, ``reduce_stride=2`` in layer1; ResNet-50 28.29M
+    parameters with the classifier. (GSoP-Net1 also runs layer4 at stride 1, 14x14 maps; the
+    backbone's ``last_stride`` decides that here: parameters are the same, FLOPs are not.)
     """
 
     placement = "post"
@@ -167,7 +171,9 @@ class GCT(nn.Module):
     ``y = x * (1 + tanh(n_c + beta_c))`` (gating). l1 mode uses ``sum |x|`` and ``mean |s|``.
     Init ``alpha = 1, gamma = 0, beta = 0``: 3C parameters and the identity at init (so
     ``alpha`` receives no gradient until ``gamma`` moves). ``eps = 1e-5``. The paper puts one GCT
-    before every convolution of a residual branch (placement ``pre_convs``).
+    before every convolution of a residual branch (placement ``pre_convs``); the official
+    GCT-ResNet-50 (``PyTorch/resnet.py``) also puts one before the stem conv (on the 3-channel
+    image) and before each projection-shortcut conv: its paper layout, 53 GCTs in ResNet-50.
     """
 
     placement = "pre_convs"

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._ops import spatial_mean
-from .layout import Layout
+from .layout import Layout, spatial_size_of_stage
 from .registry import register_attention
 
 VARIANTS = ("theta_minus", "theta", "theta_plus")
@@ -35,11 +35,13 @@ class GatherExcite(nn.Module):
       biases, reduction 16) before the sigmoid (released ``RN50-GEPP``).
 
     The released models use global extents throughout; finite extents are the paper's ablation.
-    Placed in the residual branch before the addition, like SE.
+    Placed in the residual branch before the addition, like SE, in every residual unit (the
+    paper layout passes each stage's map size as ``spatial_size``, which only the global
+    parametric gathers use).
     """
 
     placement = "post"
-    paper_layout = Layout(per_stage=lambda info: {"spatial_size": info.size}, source=(
+    paper_layout = Layout(per_stage=spatial_size_of_stage, source=(
         "paper / released RN50-GE models: every residual unit, like SE"))
 
     def __init__(self, channels: int, variant: str = "theta_minus", extent: int = 0,

@@ -53,6 +53,11 @@ class Layout:
         return dict(self.per_stage(StageInfo(stage, tuple(size)))) if self.per_stage else {}
 
 
+def spatial_size_of_stage(info: StageInfo) -> dict:
+    """Per-stage arguments of blocks built for their map: ``spatial_size = (H, W)`` of the stage."""
+    return {"spatial_size": info.size}
+
+
 def unit_indices(units: str | int, num_units: int) -> list[int]:
     """0-based indices of the units that get a block; ``units`` may be an ``every`` step ``k``
     (the ``k``-th, ``2k``-th, ... unit; ``1`` = all)."""

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layout import Layout
+from .layout import Layout, StageInfo
 from .registry import register_attention
 
 
@@ -34,6 +34,11 @@ def upsample_to(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
 
+def mask_pools_of_stage(info: StageInfo) -> dict:
+    """Attention-56's module after trunk stage ``s`` (1..3) has ``4 - s`` mask pools."""
+    return {"stage": min(info.stage, 3)}
+
+
 @register_attention("residual_attention", family="hybrid", kind="block",
                     aliases=("attention_module", "ran"))
 class ResidualAttentionModule(nn.Module):
@@ -52,11 +57,15 @@ class ResidualAttentionModule(nn.Module):
     innermost map is 7x7; stage 2: 2 pools, stage 3: 1 pool). Layout, bias-free convs and the
     ``align_corners=True`` interpolation follow the released Caffe model; its pools are pad-0
     ceil-mode, ours pad 1 (same output sizes on even maps, and no failure below 3 pixels).
+    Paper layout (Attention-56): one module after stages 1, 2, 3 of the trunk with ``stage``
+    1, 2, 3 (3/2/1 pools); a module a user puts after stage 4 gets ``stage=3`` (1 pool). The
+    paper's trunk is a pre-activation ResNet of its own, so a torchvision ResNet-50 with these
+    three modules (38.4M parameters) is not Attention-56 and is not compared with its count.
     (The seed article's "Residual attention" snippet is the CSRA head, registered as ``csra``.)
     """
 
     placement = "stage_end"
-    paper_layout = Layout(stages=(1, 2, 3), per_stage=lambda info: {"stage": min(info.stage, 3)},
+    paper_layout = Layout(stages=(1, 2, 3), per_stage=mask_pools_of_stage,
                           source="paper Table 1 (Attention-56): one module after stages 1-3, 3/2/1 mask pools")
 
     def __init__(self, channels: int, stage: int = 1, p: int = 1, t: int = 2, r: int = 1):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layout import Layout
+from .layout import Layout, spatial_size_of_stage
 from .registry import register_attention
 
 
@@ -68,13 +68,16 @@ class RelationAwareGlobalAttention(nn.Module):
     at construction. Here those position-indexed weights are defined on the ``spatial_size``
     grid (default 16x8: the last stages of the official 256x128 ReID model) and bilinearly
     resampled to the input grid (scaled by ``H0 W0 / HW``) at other sizes: exactly the official
-    module at ``spatial_size``, a smooth extension elsewhere. The relation matrix (``HW x HW``
+    module at ``spatial_size``, a smooth extension elsewhere. The paper layout (official RGA-SC
+    ReID model: one module after each of the four stages) builds each module for its own
+    stage's map (64x32, 32x16, 16x8, 16x8 at 256x128 with last stride 1), so nothing is resampled
+    there. The relation matrix (``HW x HW``
     or ``C x C``) is never formed: its linear embedding is computed by associativity
     (:func:`relation_embedding`), which equals the official conv over ``[G_in, G_out]``.
     """
 
     placement = "stage_end"
-    paper_layout = Layout(per_stage=lambda info: {"spatial_size": info.size}, source=(
+    paper_layout = Layout(per_stage=spatial_size_of_stage, source=(
         "official RGA-SC ReID code: after each of the four stages, sized to its map"))
 
     def __init__(self, channels: int, mode: str = "sc", spatial_size=(16, 8),
