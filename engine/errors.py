@@ -34,3 +34,15 @@ class CheckpointError(UserError, ValueError):
 
 class RunFolderError(UserError, FileExistsError):
     """OUTPUT_DIR already holds another run's checkpoints or metrics."""
+
+
+def one_line(err: UserError) -> str:
+    """The user's line of ``err``. A DataLoader worker's error reaches the main process with the
+    worker's traceback in its message ("Caught X in DataLoader worker process 0. Original
+    Traceback ... module.X: message"): the original message is its last line."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1].strip()
+        name = f"{type(err).__module__}.{type(err).__qualname__}: "
+        text = last[len(name):] if last.startswith(name) else last
+    return " ".join(text.split("\n"))

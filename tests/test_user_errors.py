@@ -148,3 +148,27 @@ def test_as_a_real_process_refused_in_one_line_and_debug_shows_the_traceback(mal
     (tmp_path / "empty.yaml").touch()
     proc = run_subprocess("train.py", tmp_path / "empty.yaml", "--debug")
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+class _BrokenFrames(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        from engine.errors import InputError
+        raise InputError(f"frame 'f{i}.jpg' cannot be read: replace it")
+
+
+def test_a_user_error_raised_in_a_dataloader_worker_is_one_line(monkeypatch, capfd):
+    """The worker's traceback that DataLoader puts into the message is not shown, its line is."""
+    monkeypatch.syspath_prepend(TOOLS)
+    import _bootstrap
+
+    def main(argv):
+        list(torch.utils.data.DataLoader(_BrokenFrames(), num_workers=1))
+
+    monkeypatch.setattr(sys, "argv", ["tool.py"])
+    with pytest.raises(SystemExit) as info:
+        _bootstrap.run(main, [])
+    err = capfd.readouterr().err
+    assert info.value.code == 2 and err == "tool.py: error: frame 'f0.jpg' cannot be read: replace it\n"

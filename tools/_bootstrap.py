@@ -27,7 +27,7 @@ def run(main, argv=None) -> None:
     """``main(argv)`` with ``--debug`` taken out of argv. A ``UserError`` (a bad file, key or
     argument) prints ``<tool>: error: <message>`` on stderr and exits with status 2; with
     ``--debug`` it propagates with its traceback."""
-    from engine.errors import UserError
+    from engine.errors import UserError, one_line
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
@@ -37,6 +37,5 @@ def run(main, argv=None) -> None:
         if debug:
             raise
         tool = os.path.basename(sys.argv[0]) or "vidattn"
-        message = " ".join(str(err).split("\n"))
-        print(f"{tool}: error: {message}", file=sys.stderr, flush=True)
+        print(f"{tool}: error: {one_line(err)}", file=sys.stderr, flush=True)
         sys.exit(2)
