@@ -89,7 +89,8 @@ def test_cbam_gate_equals_recomputation_from_its_submodules():
 def test_generic_map_of_an_identity_block_is_zero():
     model = ResNet2D("resnet18", num_frames=2, attention="gct", stages=[4]).eval()   # fresh GCT: identity
     sites = extract_attention_maps(model, torch.randn(3, 2, 64, 32))
-    assert len(sites) == 4 and all(s.what == "change |y - x|" for s in sites.values())
+    # 2 units x 2 convs, plus the GCT before layer4's projection shortcut (official GCT ResNet)
+    assert len(sites) == 5 and all(s.what == "change |y - x|" for s in sites.values())
     for site in sites.values():
         assert torch.count_nonzero(site.maps) == 0 and site.high == 0
 
