@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
@@ -57,9 +58,18 @@ class DeviceClipDecoder:
         self.flip_prob, self.padding, self.erasing_prob = flip_prob, padding, erasing_prob
         self.fill = mean_colour(mean)
 
-    def frames(self, data: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(F, 3, H, W)`` on the device: every frame decoded, resized where its size differs."""
-        decoded = decode_frames(torch.split(data, lengths.tolist()), self.device)
+    def frames(self, data: torch.Tensor, lengths: torch.Tensor, repair=None) -> torch.Tensor:
+        """uint8 ``(F, 3, H, W)`` on the device: every frame decoded, resized where its size differs.
+        Should the batched decode fail, each frame is decoded alone (on the CPU when the device
+        refuses it), and ``repair({slot: error})`` gives stand-ins for those that do not decode at
+        all ({slot: uint8 (3, H, W)}; without ``repair`` the error is raised)."""
+        blobs = torch.split(data, lengths.tolist())
+        try:
+            decoded = decode_frames(blobs, self.device)
+        except Exception:  # noqa: BLE001 - a corrupt image in the batch: find it below
+            if repair is None:
+                raise
+            decoded = self._decode_each(blobs, repair)
         by_size: dict[tuple, list[int]] = {}
         for k, frame in enumerate(decoded):
             by_size.setdefault(tuple(frame.shape[-2:]), []).append(k)
@@ -71,9 +81,26 @@ class DeviceClipDecoder:
             out[torch.as_tensor(ks, device=self.device)] = F.resize(group, list(self.size), antialias=True)
         return out
 
+    def _decode_each(self, blobs, repair) -> list[torch.Tensor]:
+        decoded, failed = [], {}
+        for slot, blob in enumerate(blobs):
+            frame = None
+            for device in dict.fromkeys([self.device, torch.device("cpu")]):   # libjpeg may read what nvjpeg refuses
+                try:
+                    frame = decode_frames([blob], device)[0].to(self.device)
+                    break
+                except Exception as err:  # noqa: BLE001 - kept for the report
+                    failed[slot] = err
+            if frame is not None:
+                failed.pop(slot, None)
+            decoded.append(frame)
+        for slot, frame in repair(failed).items():
+            decoded[slot] = frame.to(self.device)
+        return decoded
+
     def __call__(self, data: torch.Tensor, lengths: torch.Tensor, clip_frames: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        clips = self.frames(data, lengths)[clip_frames.to(self.device)]                # (N, T, 3, H, W)
+                 generator: torch.Generator | None = None, repair=None) -> torch.Tensor:
+        clips = self.frames(data, lengths, repair)[clip_frames.to(self.device)]        # (N, T, 3, H, W)
         if not self.train:
             return clips.transpose(1, 2).contiguous()
         if generator is None:
@@ -103,8 +130,17 @@ class DeviceDecodeLoader:
         epoch = getattr(self.loader.dataset, "epoch", 0)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 7919 + 17)
         for data, lengths, clip_frames, owner, pids, camids, index in self.loader:
-            clips = self.decoder(data, lengths, clip_frames, generator)
+            clips = self.decoder(data, lengths, clip_frames, generator, lambda failed: self._repair(index, failed))
             yield (clips, owner, pids, camids, index) if self.multi_clip else (clips, pids, camids, index)
+
+
+    def _repair(self, index: torch.Tensor, failed: dict) -> dict:
+        """Stand-ins for the batch's frames that do not decode ({slot: error}): the slots are the
+        items' distinct sampled frames in order, so each maps back to its tracklet frame, which the
+        dataset replaces by its nearest decodable neighbour and reports (``TrackletDataset``)."""
+        dataset = self.loader.dataset
+        slots = [(i, int(k)) for i in index.tolist() for k in np.unique(dataset.indices(i))]
+        return {slot: dataset.replace_undecodable(*slots[slot], err) for slot, err in failed.items()}
 
 
 def gpu_jpeg_works(device) -> bool:

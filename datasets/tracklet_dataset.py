@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -131,8 +132,9 @@ class TrackletDataset(Dataset):
             reason = "no such file"
         elif os.path.getsize(path) == 0:
             reason = "empty file"
-        else:
-            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300]
+        else:   # torchvision prefixes its source location: "decode_jpeg, .../decode_jpeg.cpp:171, <what>"
+            text = re.sub(r"^\w+, \S+:\d+, ", "", (str(err).strip().splitlines() or [""])[0])
+            reason = f"cannot decode ({type(err).__name__}: {text})"[:300]
         self.unreadable.add(path)
         if self.skip_log is None or self.skip_log.record(path, reason):
             log.warning("unreadable frame %s (%s) replaced by %s", path, reason,
@@ -153,22 +155,34 @@ class TrackletDataset(Dataset):
                 return self._load(paths)
             except Exception:  # noqa: BLE001 - find the frame(s) at fault, one at a time
                 pass
-        return [self._nearest_readable(t, int(k)) for k in wanted]
+        return [self._nearest_readable(t, int(k))[0] for k in wanted]
 
-    def _nearest_readable(self, t: Tracklet, k: int) -> torch.Tensor:
+    def replace_undecodable(self, i: int, k: int, err: Exception) -> torch.Tensor:
+        """Frame ``k`` of tracklet ``i`` was read but does not decode (``encoded`` items are decoded
+        later, in the main process: ``datasets.device_decode``). Reported like any unreadable
+        frame; returns the nearest frame of the tracklet that decodes (uint8 (3, H, W), CPU)."""
+        t = self.tracklets[i]
+        self.unreadable.add(t.frames[k])
+        frame, path = self._nearest_readable(t, k, decode=True)
+        self._skip(t.frames[k], err, path)
+        return frame
+
+    def _nearest_readable(self, t: Tracklet, k: int, decode: bool = False) -> tuple[torch.Tensor, str]:
+        """(frame, path) of the readable frame nearest to frame ``k`` of ``t`` (``decode``: decoded
+        on the CPU whatever ``encoded`` says); the unreadable frames met on the way are reported."""
         n, failed = len(t.frames), []
         for j in sorted(range(n), key=lambda j: (abs(j - k), j < k)):   # k, k+1, k-1, k+2, ...
             path = t.frames[j]
             if path in self.unreadable:
                 continue
             try:
-                frame = self._load([path])[0]
+                frame = decode_frames(read_bytes([path]))[0] if decode else self._load([path])[0]
             except Exception as err:  # noqa: BLE001 - missing file, empty or corrupt JPEG
                 failed.append((path, err))
                 continue
             for bad, err in failed:
                 self._skip(bad, err, path)
-            return frame
+            return frame, path
         for bad, err in failed:
             self._skip(bad, err, None)
         raise TooManyBrokenVideos(f"none of the {n} frames of a tracklet (pid {t.pid}, camera {t.camid}) can be read, "

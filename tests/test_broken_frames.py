@@ -4,6 +4,7 @@ import logging
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,3 +92,33 @@ def test_too_many_unreadable_frames_stop_with_a_clear_message(mars_copy, tmp_pat
         os.remove(path)
     with pytest.raises(TooManyBrokenVideos, match=r"none of the \d+ frames of a tracklet"):
         TrackletDataset([t], seq_len=4, sample="evenly")[0]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_frame_that_only_fails_to_decode_on_the_decoding_device_path(mars_copy, tmp_path, device):
+    """Workers of DATA.DECODE_DEVICE cuda only check the bytes (SOI/EOI): a JPEG whose middle is
+    garbage passes them and fails in the batched decode; it is replaced and listed all the same,
+    with the CPU path's result (the same code runs on the CPU here; nvjpeg differs by rounding)."""
+    from datasets.device_decode import DeviceClipDecoder, DeviceDecodeLoader, collate_encoded
+    from datasets.tracklet_dataset import collate_clips
+    from datasets.transforms import build_reid_transform
+    from torch.utils.data import DataLoader
+    tracklets = MARS(mars_copy).query[:3]
+    bad = tracklets[1].frames[1]
+    data = bytearray(open(bad, "rb").read())
+    data[len(data) // 3:-2] = np.random.default_rng(0).integers(0, 256, len(data) - 2 - len(data) // 3,
+                                                                 dtype=np.uint8).tobytes()
+    open(bad, "wb").write(bytes(data))
+    logs = [BrokenVideoLog(str(tmp_path / f"{name}.tsv"), run="r") for name in ("cpu", "device")]
+    cpu = TrackletDataset(tracklets, 4, "dense", build_reid_transform(32, 16, False), skip_log=logs[0])
+    want = collate_clips([cpu[i] for i in range(3)])[0]
+    encoded = TrackletDataset(tracklets, 4, "dense", encoded=True, skip_log=logs[1])
+    loader = DeviceDecodeLoader(DataLoader(encoded, batch_size=3, collate_fn=collate_encoded),
+                                DeviceClipDecoder(32, 16, device), multi_clip=True)
+    clips = next(iter(loader))[0]
+    assert clips.device.type == device and clips.shape == want.shape
+    assert (clips.cpu().float() - want.float()).abs().mean() < (3.0 if device == "cuda" else 1e-9)
+    assert logs[1].entries() == logs[0].entries() and list(logs[0].entries()) == [bad]
+    reason = logs[0].entries()[bad]
+    assert reason.startswith("cannot decode (RuntimeError: ") and ".cpp" not in reason   # no source location
