@@ -21,19 +21,9 @@ __all__ = ["BrokenVideoLog", "TooManyBrokenVideos", "check_broken_share", "broke
 
 
 class TooManyBrokenVideos(UserError, RuntimeError):
-    """More than the allowed share of a dataset's videos (or frames) cannot be read.
-
-    A ``UserError``: the tools print its one line. It stays one line when a DataLoader worker
-    raised it: the loader re-raises worker errors with the worker's traceback in the message,
-    which is cut back to the original line here.
-    """
-
-    def __init__(self, message: str = ""):
-        message = str(message)
-        marker = f"{type(self).__name__}: "
-        if "Original Traceback" in message and marker in message:   # DataLoader's ExceptionWrapper.reraise
-            message = message.rsplit(marker, 1)[1].strip()
-        super().__init__(message)
+    """More than the allowed share of a dataset's videos (or frames) cannot be read. A
+    ``UserError``: the tools print its one line (``engine.errors.one_line``), also when a
+    DataLoader worker raised it."""
 
 
 def check_broken_share(num_broken: int, num_total: int, max_share: float, what: str = "videos",

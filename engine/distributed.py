@@ -90,12 +90,15 @@ def stop_together(error: Exception | None) -> None:
 
 
 def _portable(error: Exception) -> tuple[type, str]:
-    """(type, message) that pickles (a class defined in a function does not: RuntimeError then)."""
+    """(type, message) that pickles (a class defined in a function does not: RuntimeError then);
+    a user error's message is its one line (a DataLoader worker's traceback cut off)."""
+    from .errors import UserError, one_line
+    message = one_line(error) if isinstance(error, UserError) else str(error)
     try:
         pickle.dumps(type(error))
-        return type(error), str(error)
+        return type(error), message
     except Exception:  # noqa: BLE001
-        return RuntimeError, f"{type(error).__name__}: {error}"
+        return RuntimeError, f"{type(error).__name__}: {message}"
 
 
 def barrier() -> None:
