@@ -91,6 +91,6 @@ def broken_summary(entries: dict[str, str], train: set, test: set, what: str, tr
     if not rows:
         return ""
     n_train = sum(split == "train" for split, _, _ in rows)
-    head = (f"unreadable {what}: {n_train} of {len(train)} training {what} {train_done}, {len(rows) - n_train} of "
-            f"{len(test)} test {what} {test_done} (list: {where})")
+    head = f"unreadable {what}: " + (f"{n_train} of {len(train)} training {what} {train_done}, " if train else "")
+    head += f"{len(rows) - n_train} of {len(test)} test {what} {test_done} (list: {where})"
     return "\n".join([head] + [f"  {split:<5}  {path}  {reason}" for split, path, reason in rows])

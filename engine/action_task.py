@@ -64,16 +64,16 @@ class ActionTask:
         self.cfg = cfg
         d = cfg.DATA
         self.broken_log = build_broken_log(cfg)
-        train_index = action_index(d.DATASET, d.ROOT, d.SPLIT, "train")
         test_index = action_index(d.DATASET, d.ROOT, d.SPLIT, "test")
+        train_index = action_index(d.DATASET, d.ROOT, d.SPLIT, "train") if train or not classes else None
         self.classes = [str(c) for c in (classes or train_index.classes)]
         self.num_classes = len(self.classes)
-        train_samples = relabel(train_index.samples, train_index.classes, self.classes,
-                                f"the training data of {d.DATASET} in {d.ROOT!r}")
         test_samples = relabel(test_index.samples, test_index.classes, self.classes,
                                f"the test data of {d.DATASET} in {d.ROOT!r}")
         self.train_set = self.train_loader = None
         if train:
+            train_samples = relabel(train_index.samples, train_index.classes, self.classes,
+                                    f"the training data of {d.DATASET} in {d.ROOT!r}")
             self.train_set = action_dataset(cfg, train_samples, True, self.broken_log)
             sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True,
                                          seed=cfg.SEED, drop_last=True)
