@@ -149,10 +149,30 @@ def test_sdpa_gets_contiguous_inputs():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu():
+def test_cuda_matches_cpu_and_runs_under_bf16():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     block = trained_like(build_attention("nonlocal_st", channels=64))
     x = clip(c=64, t=4, h=14, w=14)
     with torch.no_grad():
         expected = block(x)
         got = block.cuda()(x.cuda()).cpu()
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    block.train()
+    xc = x.cuda().requires_grad_(True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = block(xc)
+    y.float().square().mean().backward()
+    assert torch.isfinite(y.float()).all() and torch.isfinite(xc.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in block.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_resnet50_paper_network_trains_a_step():
+    """ResNet-50 + 5 nonlocal_st at 8 x 224 x 224 (the paper's network size) on the GPU."""
+    net = ResNet2D("resnet50", num_frames=8, attention="nonlocal_st").cuda().train()
+    x = torch.randn(2, 3, 8, 224, 224, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = net(x)
+    y.float().mean().backward()
+    assert y.shape == (2, 2048, 8, 7, 7) and torch.isfinite(y.float()).all()
