@@ -127,7 +127,7 @@ class DeviceDecodeLoader:
         raise AttributeError(name)
 
     def __iter__(self):
-        epoch = getattr(self.loader.dataset, "epoch", 0)
+        epoch = getattr(self.loader.dataset, "epoch", None) or 0
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 7919 + 17)
         for data, lengths, clip_frames, owner, pids, camids, index in self.loader:
             clips = self.decoder(data, lengths, clip_frames, generator, lambda failed: self._repair(index, failed))
