@@ -121,3 +121,15 @@ def test_action_uint8_pipeline_equals_the_old_float_one(train, mode, crops):
         assert got.dtype == torch.uint8 and got.shape == want.shape
         torch.testing.assert_close(InputNormalize()(got), want, atol=2e-6, rtol=0)
     assert isinstance(ops[0], AsVideo) and isinstance(AsVideo()(frames), tv_tensors.Video)
+
+
+def test_build_model_takes_mean_and_std_from_the_config():
+    import os
+    from engine.build import build_model
+    from engine.config import load_config
+    base = os.path.join(os.path.dirname(__file__), "..", "configs", "_base_", "mars.yaml")
+    cfg = load_config(base, ["MODEL.BACKBONE.NAME", "resnet18", "DATA.MEAN", "[0.4, 0.5, 0.6]",
+                             "DATA.STD", "[0.2, 0.25, 0.3]", "MODEL.DEVICE", "cpu"])
+    model = build_model(cfg, 3)
+    clips = torch.randint(0, 256, (1, 3, 2, 8, 4), dtype=torch.uint8)
+    torch.testing.assert_close(model.normalize(clips), InputNormalize(MEAN, STD)(clips))
