@@ -89,11 +89,15 @@ class ThreeCrop(torch.nn.Module):
 
 class ToModelLayout(torch.nn.Module):
     """uint8 ``(..., T, C, H, W)`` -> uint8 ``(..., C, T, H, W)``, the models' layout (they normalise
-    on their device: ``models.input_norm.InputNormalize``), as a view: the DataLoader's collate
-    (``torch.stack`` into shared memory) makes the one layout copy, so no clip is copied twice."""
+    on their device: ``models.input_norm.InputNormalize``).
+
+    The frames arrive in the decoder's channels-last order (where the resize is fastest); one copy
+    makes each ``(H, W)`` plane contiguous and the result is a transposed view of it, which the
+    DataLoader's collate stacks plane by plane (stacking the channels-last view directly, a
+    3-byte-stride gather, cost twice that copy)."""
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        return video.as_subclass(torch.Tensor).transpose(-4, -3)
+        return video.as_subclass(torch.Tensor).contiguous().transpose(-4, -3)
 
 
 def build_action_transform(train: bool, crop_size: int = 224, short_side: int = 256, mode: str = "multiscale",

@@ -20,10 +20,11 @@ __all__ = ["build_reid_transform", "ToClip", "mean_colour", "IMAGENET_MEAN", "IM
 
 
 class ToClip(torch.nn.Module):
-    """``(T,C,H,W)`` -> ``(C,T,H,W)``, a view (the DataLoader's collate makes the one layout copy)."""
+    """``(T,C,H,W)`` -> ``(C,T,H,W)``, a transposed view of contiguous frames (the DataLoader's
+    collate stacks it plane by plane)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.as_subclass(torch.Tensor).transpose(0, 1)
+        return x.as_subclass(torch.Tensor).contiguous().transpose(0, 1)
 
 
 def mean_colour(mean) -> list[float]:
