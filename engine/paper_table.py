@@ -30,25 +30,35 @@ class PaperFigure:
     baseline: float | None = None   # the paper's own plain ResNet-50, when not torchvision's
     num_classes: int = 1000
     frames: int = 1
-    reread: bool = False            # figure re-read from the paper text when the table was made
+    checked: str = ""               # how the figure was confirmed when this table was made
 
 
-# The papers' ResNet-50 figures. ``reread=False``: quoted from the paper's table as known to the
-# authors of this table but not re-read from the paper text when it was made (a figure to
-# check); the layouts themselves follow the papers / official code cited in each class.
+# The papers' ResNet-50 figures. ``checked`` says how a figure was confirmed when this table was
+# made (the paper's abstract, the official code's README, a re-implementation's table); an empty
+# ``checked`` marks a figure quoted from the paper's table that could not be re-read here (a
+# figure to check). The layouts follow the papers / official code cited in each class.
 PAPER_FIGURES: dict[str, PaperFigure] = {
-    "se": PaperFigure(28.09e6, "CBAM paper, ImageNet table (ResNet50 + SE)"),
-    "cbam": PaperFigure(28.09e6, "CBAM paper, ImageNet table"),
-    "bam": PaperFigure(25.92e6, "BAM paper, ImageNet table"),
-    "bam[variant=official]": PaperFigure(25.92e6, "BAM paper, ImageNet table"),
+    "se": PaperFigure(28.09e6, "CBAM paper, ImageNet table (ResNet50 + SE)",
+                      checked="PytorchInsight's re-implementation table: 28.09M"),
+    "cbam": PaperFigure(28.09e6, "CBAM paper, ImageNet table",
+                        checked="PytorchInsight's re-implementation table: 28.09M"),
+    "bam": PaperFigure(25.92e6, "BAM paper, ImageNet table",
+                       checked="PytorchInsight's re-implementation table: 25.92M"),
+    "bam[variant=official]": PaperFigure(25.92e6, "BAM paper, ImageNet table",
+                                         checked="PytorchInsight's re-implementation table: 25.92M"),
     "gsop": PaperFigure(28.29e6, "GSoP paper / ECA paper table (GSoP-Net1)"),
     "fca": PaperFigure(28.07e6, "FcaNet paper, ImageNet table (FcaNet-50)"),
-    "srm": PaperFigure(25.62e6, "SRM paper, ImageNet table"),
+    "srm": PaperFigure(25.62e6, "SRM paper, ImageNet table",
+                       checked="a public re-implementation counts 25,617,448"),
     "gct": PaperFigure(25.68e6, "GCT paper, ImageNet table"),
-    "eca": PaperFigure(24.37e6, "ECA paper, abstract + ImageNet table", baseline=24.37e6, reread=True),
-    "triplet": PaperFigure(25.56e6, "Triplet Attention paper, ImageNet table"),
-    "simam": PaperFigure(25.56e6, "SimAM paper, ImageNet table (no parameters)"),
-    "scconv": PaperFigure(25.56e6, "SCNet paper, ImageNet table (SCNet-50)"),
+    "eca": PaperFigure(24.37e6, "ECA paper, abstract + ImageNet table", baseline=24.37e6,
+                       checked="abstract: 80 parameters on a 24.37M ResNet-50"),
+    "triplet": PaperFigure(25.56e6, "Triplet Attention paper, ImageNet table",
+                           checked="official README table: 25.56M"),
+    "simam": PaperFigure(25.56e6, "SimAM paper, ImageNet table (no parameters)",
+                         checked="official README table: 25.56M"),
+    "scconv": PaperFigure(25.56e6, "SCNet paper, ImageNet table (SCNet-50)",
+                          checked="official README table: 25.56M"),
     "ge": PaperFigure(25.6e6, "GE paper, ImageNet table (GE-theta-minus)"),
     "tam": PaperFigure(25.6e6, "TANet paper, Kinetics-400 table (TANet-50, 8 frames)",
                        num_classes=400, frames=8),
@@ -163,7 +173,7 @@ def row_cells(row: PaperRow) -> tuple[str, ...]:
         paper += f" (on {fig.baseline / 1e6:.2f}M)"
     diff = "-" if row.diff is None else f"{100 * row.diff:+.2f}%"
     gflops = "-" if row.gflops is None else f"{row.gflops:.2f}"
-    source = "-" if fig is None else fig.source + ("" if fig.reread else " (not re-read)")
+    source = "-" if fig is None else fig.source + (f"; {fig.checked}" if fig.checked else " (not re-read)")
     return (row.name, str(row.blocks), f"{row.params / 1e6:.2f}M", gflops, str(row.frames), paper,
             diff, source, row.layout)
 

@@ -139,7 +139,8 @@ def test_3d_backbone_sizes_per_stage():
     assert y.shape == (1, 2048, 8, 2, 1)
 
 
-@pytest.mark.parametrize("name", ["rga", "ge", "residual_attention", "gsop"])
+@pytest.mark.parametrize("name", [n for n in list_attention(kind="block")
+                                  if getattr(get_attention_class(n), "paper_layout").per_stage])
 def test_networks_with_per_stage_arguments_pickle(name):
     """The plan kept on the backbone holds only importable functions (whole-model saves work)."""
     import pickle

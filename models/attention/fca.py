@@ -18,6 +18,13 @@ TOP_FREQ_COLS = (0, 1, 0, 5, 2, 0, 2, 0, 0, 6, 0, 4, 6, 3, 5, 2, 6, 3, 3, 3, 5, 
 
 # The official grid per ResNet stage (``c2wh``, keyed there by the stage's ``planes``).
 STAGE_DCT_SIZE = {1: 56, 2: 28, 3: 14, 4: 7}
+
+
+def dct_size_of_stage(info) -> dict:
+    """The official c2wh grid of a ResNet stage (a named function: backbones stay picklable)."""
+    return {"dct_size": STAGE_DCT_SIZE[info.stage]}
+
+
 # The same for a standalone block of ResNet-50's widths: channels (4 * planes) -> dct_h = dct_w.
 RESNET50_DCT_SIZE = {256: 56, 512: 28, 1024: 14, 2048: 7}
 
@@ -66,7 +73,7 @@ class FcaNet(nn.Module):
     """
 
     placement = "post"
-    paper_layout = Layout(per_stage=lambda info: {"dct_size": STAGE_DCT_SIZE[info.stage]},
+    paper_layout = Layout(per_stage=dct_size_of_stage,
                           source="paper / official FcaNet-50: every residual unit, c2wh grid per stage")
 
     def __init__(self, channels: int, reduction: int = 16, num_freq: int = 16,
