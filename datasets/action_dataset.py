@@ -81,6 +81,10 @@ class ActionClipDataset(Dataset):
                 clips = clips.flatten(0, 1)
         return clips[0] if clips.shape[0] == 1 else clips
 
+    def set_epoch(self, epoch: int) -> None:
+        """At the start of an epoch (in each loader worker too): skip the videos known to be broken."""
+        self.unreadable |= self.broken_paths()
+
     def broken_paths(self) -> set[str]:
         """The samples' paths known to be unreadable here and in the shared log."""
         known = set(self.unreadable)

@@ -4,7 +4,8 @@ Broken videos: every process (DataLoader workers, DDP ranks) records the videos 
 ``OUTPUT_DIR/broken_videos.tsv`` (``path<TAB>reason<TAB>run``, one line per video and run,
 written once under a file lock), so each is reported once; a run counts and skips only what it
 met itself (``datasets.broken_files``). Training replaces a broken video by the next readable one;
-the test set drops unreadable files up front (headers opened on the main rank only) and, should a
+the test set drops unreadable files up front (headers opened on the main rank only; under DDP every
+rank then evaluates its share of the rest and the scores are gathered) and, should a
 file fail later while decoding, counts it once and not its stand-in. More than
 ``DATA.MAX_BROKEN_SHARE`` broken training or test videos stops the run with
 ``TooManyBrokenVideos``. The printed metrics give the counts; ``finish()`` logs the list.
@@ -16,15 +17,16 @@ import os
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from . import distributed as du
 from .action_metrics import evaluate_action
+from .build import BROKEN_LOG, build_broken_log, pin_memory
+from .errors import ConfigError
+from .loaders import ShardSampler, make_loader
 
 log = logging.getLogger("vidattn")
-
-from .build import BROKEN_LOG, build_broken_log
-from .errors import ConfigError
 
 
 def action_index(dataset: str, root: str, split: int, subset: str):
@@ -77,23 +79,25 @@ class ActionTask:
             self.train_set = action_dataset(cfg, train_samples, True, self.broken_log)
             sampler = DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True,
                                          seed=cfg.SEED, drop_last=True)
-            self.train_loader = DataLoader(self.train_set, batch_size=d.BATCH_SIZE, sampler=sampler,
-                                           drop_last=True, num_workers=d.NUM_WORKERS,
-                                           pin_memory=torch.cuda.is_available())
+            self.train_loader = make_loader(self.train_set, batch_size=d.BATCH_SIZE, sampler=sampler,
+                                            drop_last=True, num_workers=d.NUM_WORKERS, pin_memory=pin_memory(cfg),
+                                            train=True, seed=cfg.SEED)
         self.test_paths = {path for path, _ in test_samples}
-        self.unreadable, self.test_loader = [], None
-        if rank == 0:  # only the main rank evaluates
-            readable, self.unreadable = filter_readable(test_samples, skip_log=self.broken_log)
-            check_broken_share(len(self.unreadable), len(test_samples), d.MAX_BROKEN_SHARE, "test videos",
-                               self.broken_log.path)
-            self.test_loader = DataLoader(action_dataset(cfg, readable, False, self.broken_log),
-                                          batch_size=d.BATCH_SIZE, num_workers=d.NUM_WORKERS)
+        # headers opened (and bad ones logged) on the main rank; every rank evaluates its shard
+        checked = du.run_together(lambda: filter_readable(test_samples, skip_log=self.broken_log) if rank == 0 else None)
+        readable, self.unreadable = du.broadcast_object(checked)
+        check_broken_share(len(self.unreadable), len(test_samples), d.MAX_BROKEN_SHARE, "test videos",
+                           self.broken_log.path)
+        self.test_loader = make_loader(action_dataset(cfg, readable, False, self.broken_log), batch_size=d.BATCH_SIZE,
+                                       sampler=ShardSampler(len(readable), rank, world), num_workers=d.NUM_WORKERS,
+                                       pin_memory=pin_memory(cfg))
         self.last_details = None
 
     def set_epoch(self, epoch: int) -> None:
-        """Before an epoch: the workers about to start skip the videos already known to be broken."""
+        """Before an epoch: the videos already known to be broken are skipped from now on (the
+        loader's workers do the same when they meet the new epoch)."""
         self.train_loader.sampler.set_epoch(epoch)
-        self.train_set.unreadable |= self.train_set.broken_paths()
+        self.train_set.set_epoch(epoch)
         self._check_train_share()
 
     def _check_train_share(self) -> None:
@@ -104,26 +108,37 @@ class ActionTask:
 
     @torch.no_grad()
     def evaluate(self, model, device, amp_dtype=None) -> dict:
+        """Every rank scores its shard of the test videos; rank 0 computes the metrics of all."""
         model.eval()
-        scores, labels, indices = [], [], []
-        for clips, label, index in tqdm(self.test_loader, desc="test", leave=False, dynamic_ncols=True):
-            views = clips.shape[1] if clips.ndim == 6 else 1
-            x = clips.flatten(0, 1) if clips.ndim == 6 else clips
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(x.to(device, non_blocking=True)).float().cpu()
-            scores.append(logits.softmax(-1).view(len(label), views, -1))
-            labels.append(label)
-            indices.append(index)
-        # a video that fails while decoding is replaced by the next one: count every video once
-        _, first = np.unique(torch.cat(indices).numpy(), return_index=True)
-        scores, labels = torch.cat(scores)[first], torch.cat(labels)[first]
-        metrics = evaluate_action(scores.numpy(), labels.numpy())
-        num_test = len(self.test_loader.dataset)
-        metrics.update(num_videos=len(labels), num_views=int(scores.shape[1]),
-                       unreadable=len(self.unreadable) + num_test - len(labels),
-                       skipped_train=len(self.train_set.broken_paths()) if self.train_set is not None else 0)
-        self.last_details = {"scores": scores.numpy(), "labels": labels.numpy()}
-        return metrics
+
+        def local():
+            scores, labels, indices = [], [], []
+            for clips, label, index in tqdm(self.test_loader, desc="test", leave=False, dynamic_ncols=True,
+                                            disable=not du.is_main()):
+                views = clips.shape[1] if clips.ndim == 6 else 1
+                x = clips.flatten(0, 1) if clips.ndim == 6 else clips
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    logits = model(x.to(device, non_blocking=True)).float().cpu()
+                scores.append(logits.softmax(-1).view(len(label), views, -1))
+                labels.append(label)
+                indices.append(index)
+            return tuple(torch.cat(t) for t in (scores, labels, indices)) if scores else None
+
+        scores, labels, indices = (torch.cat(parts) for parts in zip(*du.gather_shards(local)))
+
+        def compute():
+            # a video that fails while decoding is replaced by the next one: count every video once
+            _, first = np.unique(indices.numpy(), return_index=True)
+            kept_scores, kept_labels = scores[first], labels[first]
+            metrics = evaluate_action(kept_scores.numpy(), kept_labels.numpy())
+            num_test = len(self.test_loader.dataset)
+            metrics.update(num_videos=len(kept_labels), num_views=int(kept_scores.shape[1]),
+                           unreadable=len(self.unreadable) + num_test - len(kept_labels),
+                           skipped_train=len(self.train_set.broken_paths()) if self.train_set is not None else 0)
+            self.last_details = {"scores": kept_scores.numpy(), "labels": kept_labels.numpy()}
+            return metrics
+
+        return du.main_result(compute)
 
     def broken_summary(self) -> str:
         """The broken videos met so far, one line each (split, path, reason); "" when none."""

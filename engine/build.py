@@ -13,6 +13,8 @@ from models.video_net import VideoClassifier, VideoReIDNet
 
 from . import distributed as du
 from .errors import ConfigError
+from .loaders import ShardSampler, make_loader
+from .speed_options import use_channels_last
 
 BROKEN_LOG = "broken_videos.tsv"
 
@@ -44,7 +46,8 @@ def build_backbone_from_cfg(cfg):
                   placement=att.PLACEMENT or None, every=att.EVERY or None, attention_kwargs=_kwargs(att.KWARGS),
                   input_size=input_size(cfg), pretrained=cfg.MODEL.PRETRAINED or None)
     if b.NAME.startswith("resnet"):
-        return ResNet2D(b.NAME, last_stride=b.LAST_STRIDE, channels_last=cfg.MODEL.CHANNELS_LAST, **common)
+        channels_last = use_channels_last(cfg.MODEL.CHANNELS_LAST, du.resolve_device(cfg.MODEL.DEVICE))
+        return ResNet2D(b.NAME, last_stride=b.LAST_STRIDE, channels_last=channels_last, **common)
     from models.backbones.factory import build_backbone
     return build_backbone(b.NAME, **common)
 
@@ -101,10 +104,13 @@ def build_scheduler(cfg, optimizer, iters_per_epoch: int) -> torch.optim.lr_sche
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
 
 
+def pin_memory(cfg) -> bool:
+    """Pinned batches (non-blocking copies) when the run trains on CUDA."""
+    return cfg.MODEL.DEVICE != "cpu" and torch.cuda.is_available()
+
+
 def _loader(dataset, cfg, **kw) -> DataLoader:
-    workers = cfg.DATA.NUM_WORKERS
-    return DataLoader(dataset, num_workers=workers, persistent_workers=False,
-                      pin_memory=torch.cuda.is_available(), **kw)
+    return make_loader(dataset, num_workers=cfg.DATA.NUM_WORKERS, pin_memory=pin_memory(cfg), seed=cfg.SEED, **kw)
 
 
 def reid_decode_device(cfg) -> torch.device | None:
@@ -128,8 +134,8 @@ def reid_decode_device(cfg) -> torch.device | None:
 
 def build_reid_data(cfg, rank: int = 0, world: int = 1, skip_log=None, train: bool = True):
     """MARS index, training loader (P x K, sharded across ranks; None unless ``train``) and
-    query/gallery loaders; unreadable frames are replaced and listed in ``skip_log``
-    (``build_broken_log``)."""
+    query/gallery loaders (each rank reads its ``ShardSampler`` share; the evaluator gathers the
+    features); unreadable frames are replaced and listed in ``skip_log`` (``build_broken_log``)."""
     from datasets import MARS
     from datasets.samplers import RandomIdentitySampler
     from datasets.device_decode import DeviceClipDecoder, DeviceDecodeLoader, collate_encoded
@@ -150,14 +156,16 @@ def build_reid_data(cfg, rank: int = 0, world: int = 1, skip_log=None, train: bo
         sampler = RandomIdentitySampler([t.pid for t in mars.train], d.NUM_IDS, d.NUM_INSTANCES, seed=cfg.SEED,
                                         num_replicas=world, rank=rank)
         train = _loader(train_set, cfg, batch_size=d.NUM_IDS * d.NUM_INSTANCES, sampler=sampler, drop_last=True,
-                        **({"collate_fn": collate_encoded} if gpu else {}))
+                        train=True, **({"collate_fn": collate_encoded} if gpu else {}))
     else:
         train = None
     tracklets_per_batch = max(1, cfg.TEST.BATCH_SIZE // 4) if d.TEST_SAMPLE in ("dense", "all") else cfg.TEST.BATCH_SIZE
-    query = _loader(TrackletDataset(mars.query, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken, **gpu), cfg,
-                    batch_size=tracklets_per_batch, collate_fn=collate_encoded if gpu else collate_clips)
-    gallery = _loader(TrackletDataset(mars.gallery, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken, **gpu), cfg,
-                      batch_size=tracklets_per_batch, collate_fn=collate_encoded if gpu else collate_clips)
+
+    def test_loader(tracklets):
+        return _loader(TrackletDataset(tracklets, d.SEQ_LEN, d.TEST_SAMPLE, t_test, **broken, **gpu), cfg,
+                       batch_size=tracklets_per_batch, sampler=ShardSampler(len(tracklets), rank, world),
+                       collate_fn=collate_encoded if gpu else collate_clips)
+    query, gallery = test_loader(mars.query), test_loader(mars.gallery)
     if decode is not None:
         if train is not None:
             augment = DeviceClipDecoder(d.HEIGHT, d.WIDTH, decode, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN)

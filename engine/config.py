@@ -12,17 +12,44 @@ from fvcore.common.config import CfgNode as _CfgNode
 from .errors import ConfigError, ConfigKeyError
 
 
+# keys that take True, False or "auto" (decided at run time, e.g. by the device)
+AUTO_BOOL_KEYS = ("MODEL.CHANNELS_LAST",)
+
+
+def _auto_bool(value, key: str):
+    if value is True or value is False or value == "auto":
+        return value
+    raise ValueError(f"{key} expects True, False or 'auto', got {value!r}")
+
+
 class CfgNode(_CfgNode):
     """fvcore CfgNode with readable errors for unknown keys and wrong types."""
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
         _check_keys(self, loaded, cfg_filename)
+        auto = {}
+        for key in AUTO_BOOL_KEYS:                     # merged apart: their type is bool or str
+            *parents, leaf = key.split(".")
+            node = loaded
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and leaf in node:
+                try:
+                    auto[key] = _auto_bool(node.pop(leaf), key)
+                except ValueError as e:
+                    raise ConfigError(f"{cfg_filename}: {e}") from None
         loaded = type(self)(loaded)
         try:
             self.merge_from_other_cfg(loaded)
         except ValueError as e:
             raise ConfigError(f"{cfg_filename}: {e}") from None
+        for key, value in auto.items():
+            *parents, leaf = key.split(".")
+            node = self
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
 
     @classmethod
     def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> dict:
@@ -73,6 +100,8 @@ class CfgNode(_CfgNode):
 
 def _coerce(value, old, key):
     """The new value, converted where harmless (int -> float, tuple <-> list), else an error."""
+    if key in AUTO_BOOL_KEYS:
+        return _auto_bool(value, key)
     if old is None:
         return value
     if isinstance(old, bool) or isinstance(value, bool):
@@ -139,7 +168,9 @@ _C.SEED = 0
 _C.MODEL = CfgNode()
 _C.MODEL.DEVICE = "auto"             # cpu, cuda, auto
 _C.MODEL.PRETRAINED = ""             # local backbone weights (torchvision / pytorchvideo format)
-_C.MODEL.CHANNELS_LAST = False
+_C.MODEL.CHANNELS_LAST = "auto"     # channels-last memory format: True, False, "auto" (= on CUDA)
+_C.MODEL.TF32 = True                 # CUDA: TF32 tensor cores for float32 matmul/conv (Ampere and newer)
+_C.MODEL.COMPILE = False             # torch.compile the training forward/backward (first steps compile)
 _C.MODEL.DDP_FIND_UNUSED = False     # set True for models with parameters unused in some steps
 _C.MODEL.BACKBONE = CfgNode()
 _C.MODEL.BACKBONE.NAME = "resnet50"  # resnet18/34/50/101 (per frame) or a 3D net

@@ -1,4 +1,7 @@
-"""Training objectives assembled from LOSS.* (config stops here: the losses take plain numbers)."""
+"""Training objectives assembled from LOSS.* (config stops here: the losses take plain numbers).
+
+Each criterion returns ``(loss, parts)``: the total and ``{name: detached tensor}`` on the loss's
+device (never host floats: reading them would stall the device every step)."""
 from __future__ import annotations
 
 import torch
@@ -33,7 +36,7 @@ class ReIDCriterion(nn.Module):
             parts[f"{name}_triplet"] = self.w["aux"] * self.w["triplet"] * self.triplet(feat, pids)
         for name, value in out.get("aux_losses", {}).items():
             parts[name] = self.w["aux"] * value
-        return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
+        return sum(parts.values()), {k: v.detach() for k, v in parts.items()}
 
 
 class ActionCriterion(nn.Module):
@@ -48,7 +51,7 @@ class ActionCriterion(nn.Module):
         parts = {"ce": self.ce(out["logits"], labels)}
         for name, value in out.get("aux_losses", {}).items():
             parts[name] = self.aux_weight * value
-        return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
+        return sum(parts.values()), {k: v.detach() for k, v in parts.items()}
 
 
 def build_criterion(cfg, num_classes: int, feat_dim: int) -> nn.Module:

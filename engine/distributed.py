@@ -123,3 +123,34 @@ def resolve_device(name: str) -> torch.device:
     elif name != "cpu":
         raise ConfigError(f"MODEL.DEVICE must be cpu, cuda or auto, got {name!r}")
     return torch.device(name)
+
+
+def all_gather_objects(obj) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` (picklable objects; ``[obj]`` in one process)."""
+    if not is_dist():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def gather_shards(compute) -> list:
+    """Every rank's ``compute()`` (e.g. the features of its share of a test set), gathered on
+    every rank in rank order, ranks that return None left out; should ``compute`` raise on any
+    rank, every rank raises (``run_together``) before the gather."""
+    local = run_together(compute)
+    return [shard for shard in all_gather_objects(local) if shard is not None]
+
+
+def main_result(compute):
+    """``compute()`` run on the main process only (an error there stops every rank), its result
+    handed to every rank."""
+    return broadcast_object(run_together(lambda: compute() if is_main() else None))
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BN running statistics) on every rank, as before an evaluation: under DDP
+    each rank updates them from its own batch after the forward's broadcast."""
+    if is_dist():
+        for b in model.buffers():
+            dist.broadcast(b, src=0)

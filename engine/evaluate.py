@@ -1,11 +1,14 @@
 """Evaluation of a saved checkpoint (``tools/test.py``)."""
 from __future__ import annotations
 
+import torch
+
 from .build import build_model
 from .checkpoint import check_task, checkpoint_classes, load_checkpoint, read_checkpoint
 from .errors import CheckpointError
 from .config import load_config
 from .distributed import resolve_device
+from .speed_options import set_tf32, use_channels_last
 from .tasks import build_task
 from .trainer import amp_dtype, setup_logging, write_metrics
 
@@ -22,8 +25,11 @@ def load_trained(config_path: str, checkpoint: str, overrides=(), task_needed: b
         num_classes = task.num_classes            # test labels follow these classes
     else:
         num_classes = _num_classes_from_checkpoint(ckpt, checkpoint)  # re-ID: identities of its training data
+    set_tf32(cfg.MODEL.TF32, device)
     model = build_model(cfg, num_classes).to(device)
     load_checkpoint(checkpoint, model, restore_rng=False, ckpt=ckpt)
+    if use_channels_last(cfg.MODEL.CHANNELS_LAST, device):
+        model = model.to(memory_format=torch.channels_last)
     return cfg, task, model.eval(), device
 
 

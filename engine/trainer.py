@@ -1,5 +1,13 @@
 """The training loop: single process or DDP (torchrun), AMP, warm-up + step/cosine LR, tqdm,
-TensorBoard, periodic evaluation, atomic checkpoints and exact resume."""
+TensorBoard, periodic evaluation (sharded across ranks), atomic checkpoints and exact resume.
+
+The step never waits for the device: the loss and its parts stay device tensors, summed on the
+device and read once per ``SOLVER.LOG_PERIOD`` steps (and at the epoch's end), which is also
+where tqdm and TensorBoard get them. Batches come pinned from the loader and are copied without
+blocking. The time spent waiting for the loader's next batch is measured (``perf_counter``
+around ``next``), and its share of the wall time between two log points (where the read above
+synchronises) goes to tqdm (``wait``), TensorBoard (``train/data_wait_share``) and the epoch log
+(``data_wait``): near 0 the device is the bottleneck, near 1 the data loading is."""
 from __future__ import annotations
 
 import json
@@ -20,6 +28,7 @@ from .criterion import build_criterion
 from .errors import ConfigError
 from .files import atomic_write, remove_stale_temporaries
 from .run_folder import claim_run_folder
+from .speed_options import maybe_compile, set_tf32, use_channels_last
 from .tasks import build_task
 
 log = logging.getLogger("vidattn")
@@ -68,8 +77,9 @@ class Trainer:
         setup_logging(cfg.OUTPUT_DIR)
         seed_everything(cfg.SEED)
         self.task = du.run_together(build_task, cfg, self.rank, self.world)   # e.g. rank 0's test-set check
+        set_tf32(cfg.MODEL.TF32, self.device)
         self.model = build_model(cfg, self.task.num_classes).to(self.device)
-        if cfg.MODEL.CHANNELS_LAST:
+        if use_channels_last(cfg.MODEL.CHANNELS_LAST, self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.criterion = build_criterion(cfg, self.task.num_classes, unwrap(self.model).aggregator.out_channels)
         self.criterion.to(self.device)
@@ -92,6 +102,7 @@ class Trainer:
             self.model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=cfg.MODEL.DDP_FIND_UNUSED)
+        self.forward_model = maybe_compile(self.model, cfg.MODEL.COMPILE)   # training forward only
         self.ckpt_dir = os.path.join(cfg.OUTPUT_DIR, "checkpoints")
         self.writer = None
         if du.is_main():
@@ -103,6 +114,23 @@ class Trainer:
             self.writer = SummaryWriter(os.path.join(cfg.OUTPUT_DIR, "tb"))
 
     # ------------------------------------------------------------------ training
+    def train_step(self, clips: torch.Tensor, targets: torch.Tensor) -> dict:
+        """One optimisation step on a batch already on the device. Returns ``loss`` and its parts
+        as detached device tensors: nothing here waits for the device."""
+        cfg = self.cfg
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            out = self.forward_model(clips)
+        loss, parts = self.criterion(out, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.SOLVER.GRAD_CLIP > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.SOLVER.GRAD_CLIP)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {"loss": loss.detach(), **parts}
+
     def train_epoch(self, epoch: int) -> dict:
         cfg = self.cfg
         seed_everything(cfg.SEED * 100003 + epoch * 101 + self.rank)  # resume-exact randomness
@@ -110,35 +138,35 @@ class Trainer:
         self.model.train()
         bar = tqdm(self._batches(), total=self.iters_per_epoch, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCHS}",
                    disable=not du.is_main(), dynamic_ncols=True, leave=False)
-        sums, n_clips, t0 = {}, 0, time.perf_counter()
+        meter, n_clips, waited, window_waited = LossMeter(), 0, 0.0, 0.0
+        t_start = t_window = t_ready = time.perf_counter()
         for it, batch in enumerate(bar):
-            clips, targets = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                out = self.model(clips)
-            loss, parts = self.criterion(out, targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if cfg.SOLVER.GRAD_CLIP > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.SOLVER.GRAD_CLIP)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+            wait = time.perf_counter() - t_ready                    # blocked in the loader's next()
+            waited, window_waited = waited + wait, window_waited + wait
+            clips = batch[0].to(self.device, non_blocking=True)
+            meter.add(self.train_step(clips, batch[1].to(self.device, non_blocking=True)))
             n_clips += clips.shape[0] * self.world
-            parts["loss"] = float(loss.detach())
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            step = epoch * self.iters_per_epoch + it
-            if self.writer is not None and (it % cfg.SOLVER.LOG_PERIOD == 0 or it == self.iters_per_epoch - 1):
-                for k, v in parts.items():
-                    self.writer.add_scalar(f"train/{k}", v, step)
-                self.writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], step)
-            bar.set_postfix(loss=f"{parts['loss']:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
-        seconds = time.perf_counter() - t0
-        stats = {k: v / self.iters_per_epoch for k, v in sums.items()}
+            if (it + 1) % cfg.SOLVER.LOG_PERIOD == 0 or it + 1 == self.iters_per_epoch:
+                means = meter.flush()                                # the one host sync
+                now = time.perf_counter()
+                share = window_waited / max(now - t_window, 1e-9)
+                t_window, window_waited = now, 0.0
+                lr = self.optimizer.param_groups[0]["lr"]
+                if self.writer is not None:
+                    step = epoch * self.iters_per_epoch + it
+                    for k, v in means.items():
+                        self.writer.add_scalar(f"train/{k}", v, step)
+                    self.writer.add_scalar("train/lr", lr, step)
+                    self.writer.add_scalar("train/data_wait_share", share, step)
+                bar.set_postfix(loss=f"{means.get('loss', float('nan')):.3f}", lr=f"{lr:.2e}", wait=f"{share:.0%}")
+            t_ready = time.perf_counter()
+        stats = meter.epoch_means()
+        seconds = time.perf_counter() - t_start
         stats["clips_per_s"] = n_clips / max(seconds, 1e-9)
+        stats["data_wait"] = waited / max(seconds, 1e-9)
         if self.writer is not None:
             self.writer.add_scalar("train/clips_per_s", stats["clips_per_s"], epoch + 1)
+            self.writer.add_scalar("train/epoch_data_wait_share", stats["data_wait"], epoch + 1)
         return stats
 
     def _batches(self):
@@ -153,8 +181,10 @@ class Trainer:
             self.task.finish()                    # e.g. the summary of skipped broken videos
 
     def evaluate(self) -> dict:
-        metrics = self.task.evaluate(unwrap(self.model), self.device, self.amp_dtype)
-        return metrics
+        """On every rank (each extracts its shard; the results are gathered); rank 0's buffers first."""
+        model = unwrap(self.model)
+        du.broadcast_buffers(model)
+        return self.task.evaluate(model, self.device, self.amp_dtype)
 
     def fit(self, stop_after: int | None = None) -> dict:
         """Train to SOLVER.MAX_EPOCHS (or only until epoch ``stop_after``, for time-sliced runs that
@@ -185,21 +215,20 @@ class Trainer:
         return metrics
 
     def _evaluate_and_save(self, epoch: int) -> dict:
-        """Evaluate (main process) after ``epoch`` epochs, then save last.pth (and best.pth when
-        the key metric improved) with the metrics; all processes wait for it, and should it stop
-        (e.g. too many broken test inputs) all stop with it (``du.run_together``)."""
-        return du.run_together(self._evaluate_and_save_on_main, epoch)
-
-    def _evaluate_and_save_on_main(self, epoch: int) -> dict:
-        if not du.is_main():
-            return {}
+        """Evaluate after ``epoch`` epochs (every rank its shard, all get the metrics; should it stop
+        on any rank, e.g. too many broken test inputs, all stop with it), then save last.pth (and
+        best.pth when the key metric improved) on the main process; all processes wait for it."""
         metrics = self.evaluate()
-        self.log_metrics(metrics, epoch)
+        return du.run_together(self._save_evaluated, epoch, metrics)
+
+    def _save_evaluated(self, epoch: int, metrics: dict) -> dict:
         improved = metrics.get(self.task.key_metric, -1) > self.best
         if improved:
             self.best = metrics[self.task.key_metric]
         self.metrics, self.pending_eval = metrics, False
-        self._save(("last.pth", "best.pth") if improved else ("last.pth",), epoch)
+        if du.is_main():
+            self.log_metrics(metrics, epoch)
+            self._save(("last.pth", "best.pth") if improved else ("last.pth",), epoch)
         return metrics
 
     def _save(self, names, epoch: int) -> None:
@@ -215,6 +244,38 @@ class Trainer:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)):
                     self.writer.add_scalar(f"eval/{k}", v, epoch)
+
+
+class LossMeter:
+    """Sums of the loss parts as one device vector per window of steps; ``flush`` reads it (the
+    only host synchronisation) and returns the window's means, ``epoch_means`` those of the epoch."""
+
+    def __init__(self):
+        self.names, self.window, self.count = None, None, 0
+        self.totals, self.counts = {}, {}
+
+    def add(self, parts: dict) -> None:
+        if tuple(parts) != self.names:
+            self.flush()
+            self.names = tuple(parts)
+        vec = torch.stack([v.detach().float() for v in parts.values()])
+        self.window = vec if self.window is None else self.window + vec
+        self.count += 1
+
+    def flush(self) -> dict:
+        if self.window is None:
+            return {}
+        sums = self.window.tolist()
+        for k, v in zip(self.names, sums):
+            self.totals[k] = self.totals.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + self.count
+        means = {k: v / self.count for k, v in zip(self.names, sums)}
+        self.window, self.count = None, 0
+        return means
+
+    def epoch_means(self) -> dict:
+        self.flush()
+        return {k: v / self.counts[k] for k, v in self.totals.items()}
 
 
 def write_metrics(output_dir: str, metrics: dict) -> None:

@@ -43,12 +43,10 @@ class TripletLoss(nn.Module):
         d_ap = dist.masked_fill(~same, float("-inf")).amax(1)
         d_an = dist.masked_fill(same, float("inf")).amin(1)
         valid = torch.isfinite(d_an)  # anchors with at least one negative
-        if not valid.any():
-            return feats.sum() * 0
-        d_ap, d_an = d_ap[valid], d_an[valid]
-        if self.margin > 0:
-            return F.relu(d_ap - d_an + self.margin).mean()
-        return F.softplus(d_ap - d_an).mean()
+        gap = torch.where(valid, d_ap - d_an, 0.0)
+        per_anchor = F.relu(gap + self.margin) if self.margin > 0 else F.softplus(gap)
+        # mean over the valid anchors (0 when none) by masking, not indexing: no host sync
+        return torch.where(valid, per_anchor, 0.0).sum() / valid.sum().clamp_min(1)
 
 
 class CenterLoss(nn.Module):

@@ -44,3 +44,18 @@ def test_pairwise_distance():
     assert torch.allclose(pairwise_distance(x, y, "cosine"), cos, atol=1e-6)
     for i, j in itertools.product(range(2), range(2)):
         assert pairwise_distance(x[i:i + 1], x[i:i + 1]).item() < 1e-5
+
+
+@pytest.mark.parametrize("margin", [0.3, 0.0])
+def test_triplet_mixed_and_missing_negatives(margin):
+    """Anchors without a negative are left out of the mean (by masking, not indexing); a batch of
+    one identity gives 0 with a zero gradient."""
+    feats = torch.randn(6, 5, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    ours = TripletLoss(margin)(feats, labels)
+    assert ours.item() == pytest.approx(brute_triplet(feats, labels, margin).item(), rel=1e-5)
+    same = torch.zeros(4, dtype=torch.long)
+    one_id = torch.randn(4, 5, requires_grad=True)
+    loss = TripletLoss(margin)(one_id, same)
+    loss.backward()
+    assert loss.item() == 0 and torch.equal(one_id.grad, torch.zeros_like(one_id))
