@@ -475,9 +475,29 @@ def test_detr_positions_reach_the_keys_only():
     flipped = x.flip(3)
     assert not torch.allclose(m(x), m(flipped))
     from models.attention import transformer
-    original = transformer.sine_encoding_3d
-    transformer.sine_encoding_3d = lambda t, h, w, c, *a, **k: torch.zeros(t * h * w, c)
+    original = transformer.sine_encoding_parts
+    transformer.sine_encoding_parts = lambda *a, **k: [torch.zeros_like(e) for e in original(*a, **k)]
     try:
         torch.testing.assert_close(m(x), m(flipped))
     finally:
-        transformer.sine_encoding_3d = original
+        transformer.sine_encoding_parts = original
+
+
+def test_detr_token_cross_attention_with_dropout_equals_the_projected_form():
+    """Keys and values are never projected: with dropout on the weights (so they no longer sum
+    to 1) the value bias must be scaled by the kept weights' sum to match the usual form."""
+    from models.attention.transformer import TokenCrossAttention, sine_encoding_3d, sine_encoding_parts
+    att = randomize(TokenCrossAttention(C, 4, dropout=0.5)).double().train()
+    n, q_len, (t, h, w) = 2, 3, (2, 3, 4)
+    query, tokens = torch.randn(n, q_len, C, dtype=torch.float64), torch.randn(n, C, t * h * w, dtype=torch.float64)
+    torch.manual_seed(7)
+    ours = att(query, tokens, [e.double() for e in sine_encoding_parts(t, h, w, C)])
+    memory = tokens.transpose(1, 2)
+    keys = memory + sine_encoding_3d(t, h, w, C).double()
+    split = lambda z: z.view(n, -1, 4, C // 4).transpose(1, 2)  # noqa: E731
+    q, k, v = split(att.q_proj(query)), split(att.k_proj(keys)), split(att.v_proj(memory))
+    weights = torch.softmax(q @ k.transpose(2, 3) / math.sqrt(C // 4), -1)
+    torch.manual_seed(7)
+    weights = F.dropout(weights.reshape(n, -1, t * h * w), 0.5).view_as(weights)
+    expected = att.out_proj((weights @ v).transpose(1, 2).reshape(n, q_len, C))
+    torch.testing.assert_close(ours, expected)

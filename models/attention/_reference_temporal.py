@@ -80,13 +80,13 @@ def ref_sta(m, x):
     rows = [[r for r in range(h) if r * k_parts // h == k] for k in range(k_parts)]
     scores = torch.stack([maps[:, :, rs].sum((2, 3)) if rs else maps.new_zeros(n, t) for rs in rows], 2)
     scores = scores / scores.sum(1, keepdim=True).clamp_min(1e-12)            # (N, T, K)
-    selected, weighted = torch.zeros(n, c), torch.zeros(n, c)
+    selected, weighted = x.new_zeros(n, c), x.new_zeros(n, c)
     for k, rs in enumerate(rows):
         if not rs:
             continue
         part = x[:, :, :, rs].sum((3, 4))                                     # (N, C, T)
         best = scores[:, :, k].argmax(1)
-        selected += part[torch.arange(n), :, best]
+        selected += part[torch.arange(n, device=x.device), :, best]
         weighted += (part * scores[:, None, :, k]).sum(2)
     pooled = torch.cat((selected, weighted), 1) / (h * w)
     return linear(pooled, m.fc) if isinstance(m.fc, torch.nn.Linear) else pooled
@@ -95,7 +95,7 @@ def ref_sta(m, x):
 def ref_graph_branch(branch, nodes):
     emb = nodes @ branch.phi.weight.t()
     e = emb @ emb.transpose(1, 2)
-    adj = e ** 2 / (e ** 2).sum(-1, keepdim=True) + torch.eye(nodes.shape[1])
+    adj = e ** 2 / (e ** 2).sum(-1, keepdim=True) + torch.eye(nodes.shape[1], device=nodes.device)
     deg = adj.sum(-1)
     adj_hat = adj / torch.sqrt(deg[:, :, None] * deg[:, None, :])
     h = nodes
@@ -123,8 +123,8 @@ def ref_rstan(m, x):
     n, c, t = x.shape[:3]
     positions = x.flatten(3).permute(0, 2, 3, 1)                              # (N, T, HW, C)
     lstm = m.lstm
-    h = torch.zeros(n, lstm.hidden_size)
-    cell = torch.zeros(n, lstm.hidden_size)
+    h = x.new_zeros(n, lstm.hidden_size)
+    cell = x.new_zeros(n, lstm.hidden_size)
     states = []
     for step in range(t):
         hidden = torch.tanh(linear(positions, m.spatial.feature) + linear(h, m.spatial.state)[:, None, None])

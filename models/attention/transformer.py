@@ -106,15 +106,63 @@ def sine_encoding_1d(length: int, dims: int, temperature: float = 10000.0, devic
     return torch.where(j.remainder(2) == 0, angles.sin(), angles.cos())
 
 
+def sine_encoding_parts(t: int, h: int, w: int, channels: int, temperature: float = 10000.0,
+                        device=None) -> list[torch.Tensor]:
+    """The time, row and column tables ``(t, c_t)``, ``(h, c_yx)``, ``(w, c_yx)`` whose
+    concatenation along channels is the encoding of each token (see ``sine_encoding_3d``)."""
+    c_yx = (channels // 3) // 2 * 2
+    return [sine_encoding_1d(t, channels - 2 * c_yx, temperature, device),
+            sine_encoding_1d(h, c_yx, temperature, device), sine_encoding_1d(w, c_yx, temperature, device)]
+
+
 def sine_encoding_3d(t: int, h: int, w: int, channels: int, temperature: float = 10000.0,
                      device=None) -> torch.Tensor:
     """``(t*h*w, channels)``: ``[time | y | x]`` sine encodings concatenated (tokens in
     ``t, h, w`` order); ``y`` and ``x`` get ``2*floor(channels/6)`` channels each, time the rest."""
-    c_yx = (channels // 3) // 2 * 2
-    parts = (sine_encoding_1d(t, channels - 2 * c_yx, temperature, device)[:, None, None, :].expand(t, h, w, -1),
-             sine_encoding_1d(h, c_yx, temperature, device)[None, :, None, :].expand(t, h, w, -1),
-             sine_encoding_1d(w, c_yx, temperature, device)[None, None, :, :].expand(t, h, w, -1))
+    pt, py, px = sine_encoding_parts(t, h, w, channels, temperature, device)
+    parts = (pt[:, None, None, :].expand(t, h, w, -1), py[None, :, None, :].expand(t, h, w, -1),
+             px[None, None, :, :].expand(t, h, w, -1))
     return torch.cat(parts, dim=3).reshape(t * h * w, channels)
+
+
+class TokenCrossAttention(MultiHeadAttention):
+    """Multi-head cross-attention of a few queries to many tokens that never projects the tokens.
+
+    Same parameters and result as :class:`MultiHeadAttention` with keys ``m_j + p_j`` and values
+    ``m_j`` (DETR's cross-attention), rewritten per head ``h`` with ``W_k^h, W_v^h`` (``d x C``):
+
+    * ``q_h . (W_k^h (m_j + p_j) + b_k^h) = (W_k^h^T q_h) . (m_j + p_j) + q_h . b_k^h``; the last
+      term is the same for every token, so the softmax drops it (``k_proj.bias`` gets no gradient);
+    * ``sum_j w_j (W_v^h m_j + b_v^h) = W_v^h (sum_j w_j m_j) + b_v^h sum_j w_j``.
+
+    So the work is two ``(heads*queries) x C x tokens`` products with the token map as it lies,
+    channel-major ``(N, C, L)``, instead of projecting all ``L`` tokens twice (``2 L C^2``) and
+    keeping ``(N, L, C)`` keys and values; the position term ``(W_k^h^T q_h) . p_j`` splits into
+    the time, row and column tables (``sine_encoding_parts``). The only ``L``-long tensors are the
+    ``(N, heads*queries, L)`` weights. Dropout acts on the weights, as SDPA's ``dropout_p``.
+    """
+
+    def forward(self, query: torch.Tensor, tokens: torch.Tensor, encodings) -> torch.Tensor:
+        """``query (N, Q, C)``, ``tokens (N, C, L)`` with ``L = t*h*w`` in that order and
+        ``encodings`` the ``(t, .)``, ``(h, .)``, ``(w, .)`` tables of ``sine_encoding_parts``."""
+        n, num_q, c = query.shape
+        heads, d = self.heads, c // self.heads
+        q = self.q_proj(query).view(n, num_q, heads, d)
+        a = torch.einsum("nqhd,hdc->nhqc", q, self.k_proj.weight.view(heads, d, c)) * d ** -0.5
+        a = a.reshape(n, heads * num_q, c).to(tokens.dtype)
+        split = [e.shape[1] for e in encodings]
+        st, sy, sx = (part @ e.t().to(a.dtype) for part, e in zip(a.split(split, dim=2), encodings))
+        position = (st[:, :, :, None, None] + sy[:, :, None, :, None] + sx[:, :, None, None, :]).flatten(2)
+        weights = torch.baddbmm(position, a, tokens).softmax(-1)                  # (N, heads*Q, L)
+        dropped = self.training and self.dropout > 0
+        if dropped:
+            weights = F.dropout(weights, self.dropout)
+        pooled = torch.bmm(weights.to(tokens.dtype), tokens.transpose(1, 2))     # (N, heads*Q, C)
+        out = torch.einsum("nhqc,hdc->nqhd", pooled.view(n, heads, num_q, c), self.v_proj.weight.view(heads, d, c))
+        bias = self.v_proj.bias.view(heads, d)
+        if dropped:
+            bias = bias * weights.sum(-1).view(n, heads, num_q).transpose(1, 2)[..., None]
+        return self.out_proj((out + bias).reshape(n, num_q, c))
 
 
 class DETRDecoderLayer(nn.Module):
@@ -125,15 +173,15 @@ class DETRDecoderLayer(nn.Module):
     def __init__(self, dim: int, heads: int, dim_feedforward: int, dropout: float):
         super().__init__()
         self.self_attn = MultiHeadAttention(dim, heads, dropout)
-        self.cross_attn = MultiHeadAttention(dim, heads, dropout)
+        self.cross_attn = TokenCrossAttention(dim, heads, dropout)
         self.linear1, self.linear2 = nn.Linear(dim, dim_feedforward), nn.Linear(dim_feedforward, dim)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, tgt, query_pos, memory, memory_keys):
+    def forward(self, tgt, query_pos, tokens, encodings):
         q = tgt + query_pos
         tgt = self.norm1(tgt + self.dropout(self.self_attn(q, q, tgt)))
-        tgt = self.norm2(tgt + self.dropout(self.cross_attn(tgt + query_pos, memory_keys, memory)))
+        tgt = self.norm2(tgt + self.dropout(self.cross_attn(tgt + query_pos, tokens, encodings)))
         ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
         return self.norm3(tgt + self.dropout(ffn))
 
@@ -159,9 +207,12 @@ class DETRDecoderAggregator(nn.Module):
     backbone feature two layers let the queries first split the clip, then attend, at a third
     of the cost). Output: the mean of the query embeddings (``reduce="mean"``, ``D = C``, so
     the width matches the other aggregators) or their concatenation (``reduce="concat"``,
-    ``D = num_queries * C``). Attention through SDPA; its weights are only ``Q x THW``
-    (``Q = 8``), so unlike the encoder-style blocks the explicit form is not much heavier: the
-    token projections dominate memory. The seed article lists DETR with no code.
+    ``D = num_queries * C``). The cross-attention never projects the ``THW`` tokens
+    (:class:`TokenCrossAttention`: the key and value projections move to the queries' side, an
+    exact rewrite), so neither keys, values nor a token copy exist: the only ``THW``-long tensors
+    are the ``heads x Q x THW`` attention weights. With ``Q = 8`` queries a fused SDPA kernel has
+    too little to parallelise over; two plain batched products do the work.
+    The seed article lists DETR with no code.
     """
 
     def __init__(self, channels: int, num_queries: int = 8, num_layers: int = 2, heads: int = 8,
@@ -183,12 +234,13 @@ class DETRDecoderAggregator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, t, h, w = x.shape
-        memory = x.flatten(2).transpose(1, 2).contiguous()                     # (N, THW, C)
-        pos = sine_encoding_3d(t, h, w, c, self.temperature, x.device).to(memory.dtype)
-        memory_keys = memory + pos
+        tokens = x.flatten(2)                                                  # (N, C, THW), as it lies
+        if torch.is_autocast_enabled(x.device.type):                           # cast once, not per product
+            tokens = tokens.to(torch.get_autocast_dtype(x.device.type))
+        encodings = sine_encoding_parts(t, h, w, c, self.temperature, x.device)
         query_pos = self.query_embed.weight.unsqueeze(0).expand(n, -1, -1)
         tgt = torch.zeros_like(query_pos)
         for layer in self.layers:
-            tgt = layer(tgt, query_pos, memory, memory_keys)
+            tgt = layer(tgt, query_pos, tokens, encodings)
         tgt = self.norm(tgt)
         return tgt.mean(dim=1) if self.reduce == "mean" else tgt.flatten(1)
