@@ -38,6 +38,12 @@ class EpochTagged(Sampler):
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
+    def __getattr__(self, name: str):
+        """Everything else is the wrapped sampler's (e.g. ``batches``)."""
+        if name == "sampler":
+            raise AttributeError(name)
+        return getattr(self.sampler, name)
+
     def __iter__(self):
         epoch = self.epoch
         return ((epoch, int(i)) for i in self.sampler)
@@ -55,6 +61,12 @@ class EpochSeeded(Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def __getattr__(self, name: str):
+        """Everything else is the wrapped dataset's (e.g. ``frame_paths``, ``samples``)."""
+        if name == "dataset":                     # not set yet (unpickling in a worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
