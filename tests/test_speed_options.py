@@ -77,6 +77,6 @@ def test_compile_wraps_the_training_forward_only(tiny_mars, tmp_path, monkeypatc
     assert isinstance(trainer.forward_model, Recorder) and trainer.forward_model.model is trainer.model
     trainer.fit()
     assert len(calls) == trainer.iters_per_epoch            # evaluation did not go through it
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pth", weights_only=False)["model"]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pth", weights_only=True)["model"]
     assert state.keys() == trainer.model.state_dict().keys()
     assert trainer.model.backbone.channels_last is False    # auto on CPU
