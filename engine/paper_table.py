@@ -37,15 +37,14 @@ class PaperFigure:
 # made (the paper's abstract, the official code's README, a re-implementation's table); an empty
 # ``checked`` marks a figure quoted from the paper's table that could not be re-read here (a
 # figure to check). The layouts follow the papers / official code cited in each class.
+_BAM = PaperFigure(25.92e6, "BAM paper, ImageNet table", checked="PytorchInsight's re-implementation table: 25.92M")
 PAPER_FIGURES: dict[str, PaperFigure] = {
     "se": PaperFigure(28.09e6, "CBAM paper, ImageNet table (ResNet50 + SE)",
                       checked="PytorchInsight's re-implementation table: 28.09M"),
     "cbam": PaperFigure(28.09e6, "CBAM paper, ImageNet table",
                         checked="PytorchInsight's re-implementation table: 28.09M"),
-    "bam": PaperFigure(25.92e6, "BAM paper, ImageNet table",
-                       checked="PytorchInsight's re-implementation table: 25.92M"),
-    "bam[variant=official]": PaperFigure(25.92e6, "BAM paper, ImageNet table",
-                                         checked="PytorchInsight's re-implementation table: 25.92M"),
+    "bam": _BAM,
+    "bam[variant=official]": _BAM,   # the paper's one figure for both formulations
     "gsop": PaperFigure(28.29e6, "GSoP paper / ECA paper table (GSoP-Net1)"),
     "fca": PaperFigure(28.07e6, "FcaNet paper, ImageNet table (FcaNet-50)"),
     "srm": PaperFigure(25.62e6, "SRM paper, ImageNet table",
