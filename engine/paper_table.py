@@ -51,7 +51,7 @@ PAPER_FIGURES: dict[str, PaperFigure] = {
                        checked="a public re-implementation counts 25,617,448"),
     "gct": PaperFigure(25.68e6, "GCT paper, ImageNet table"),
     "eca": PaperFigure(24.37e6, "ECA paper, abstract + ImageNet table", baseline=24.37e6,
-                       checked="abstract: 80 parameters on a 24.37M ResNet-50"),
+                       checked="abstract and official README: ECA-Net50 24.37M"),
     "triplet": PaperFigure(25.56e6, "Triplet Attention paper, ImageNet table",
                            checked="official README table: 25.56M"),
     "simam": PaperFigure(25.56e6, "SimAM paper, ImageNet table (no parameters)",
