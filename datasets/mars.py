@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.io import loadmat
 
+from engine.errors import DatasetLayoutError
+
 LAYOUT = """\
 expected MARS layout under {root}:
   bbox_train/<pid>/<pid>C<cam>T<tracklet>F<frame>.jpg   e.g. bbox_train/0001/0001C1T0001F001.jpg
@@ -31,7 +33,7 @@ class Tracklet:
     camid: int
 
 
-class MARSLayoutError(FileNotFoundError):
+class MARSLayoutError(DatasetLayoutError):
     pass
 
 

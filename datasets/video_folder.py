@@ -19,19 +19,20 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-from engine.errors import UserError
+from engine.errors import DatasetLayoutError
 
 __all__ = ["VideoFolder", "LayoutError", "UnknownClassError", "VIDEO_EXTENSIONS", "is_video_file", "relabel"]
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 
 
-class LayoutError(FileNotFoundError):
+class LayoutError(DatasetLayoutError):
     """A dataset folder that does not have the expected layout; the message shows the expected tree."""
 
 
-class UnknownClassError(UserError, LayoutError):
+class UnknownClassError(LayoutError):
     """A class name (e.g. a validation folder) that the training classes do not contain (one line)."""
+    keep_lines = False
 
 
 def relabel(samples, own_classes, classes, where: str = "") -> list[tuple[str, int]]:

@@ -68,29 +68,36 @@ def save_checkpoint(path: str, model, optimizer, scheduler, epoch: int, cfg, ext
                  "epoch": epoch, "rng": rng_state(), "config": cfg.dump(), **(extra or {})}, path)
 
 
-def read_checkpoint(path: str) -> dict:
-    """The checkpoint dict at ``path``, loaded with ``weights_only=True`` (no code can run); a
-    missing, empty, truncated, refused or foreign file raises a one-line ``CheckpointError``."""
+def load_tensor_file(path: str, what: str = "checkpoint") -> object:
+    """``torch.load(path, weights_only=True)`` (no code can run) with one-line ``CheckpointError``s
+    naming ``what`` and the file for a folder, a missing, empty, truncated or refused file."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise CheckpointError(f"checkpoint {path!r} is a folder: pass a checkpoint file such as "
-                              f"{os.path.join(path, 'checkpoints', 'last.pth')!r}")
+        hint = (f": pass a checkpoint file such as {os.path.join(path, 'checkpoints', 'last.pth')!r}"
+                if what == "checkpoint" else ": pass a .pth file")
+        raise CheckpointError(f"{what} {path!r} is a folder{hint}")
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path!r}")
+        raise CheckpointError(f"{what} not found: {path!r}")
     if os.path.getsize(path) == 0:
-        raise CheckpointError(f"checkpoint {path!r} is empty (0 bytes): a save was cut short; use another checkpoint")
+        raise CheckpointError(f"{what} {path!r} is empty (0 bytes): a save was cut short; use another file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated zip (RuntimeError), cut pickle (EOFError), garbage (KeyError)
         if isinstance(e, pickle.UnpicklingError) and "weights only load failed" in str(e).lower():
             raise CheckpointError(
-                f"checkpoint {path!r} refused: it holds Python objects other than tensors and plain types, which "
+                f"{what} {path!r} refused: it holds Python objects other than tensors and plain types, which "
                 "could run code when loaded (a foreign file, or a checkpoint saved before vidattn stored RNG states "
-                "as tensors); only load checkpoints vidattn wrote") from None
-        raise CheckpointError(f"checkpoint {path!r} is truncated or not a PyTorch file "
+                "as tensors); only load files whose tensors can be read safely") from None
+        raise CheckpointError(f"{what} {path!r} is truncated or not a PyTorch file "
                               f"({type(e).__name__}: {_first_line(e)})") from None
+
+
+def read_checkpoint(path: str) -> dict:
+    """The checkpoint dict at ``path``, loaded with ``weights_only=True`` (no code can run); a
+    missing, empty, truncated, refused or foreign file raises a one-line ``CheckpointError``."""
+    ckpt = load_tensor_file(path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise CheckpointError(f"checkpoint {path!r} is not a vidattn checkpoint (no 'model' weights); "
+        raise CheckpointError(f"checkpoint {os.fspath(path)!r} is not a vidattn checkpoint (no 'model' weights); "
                               "pass OUTPUT_DIR/checkpoints/last.pth or best.pth of a run")
     return ckpt
 

@@ -16,6 +16,12 @@ class UserError(Exception):
         return str(self.args[0]) if self.args else ""
 
 
+class DatasetLayoutError(UserError, FileNotFoundError):
+    """Dataset files missing or malformed. The first line names the problem; the lines after it
+    show the expected layout, so this error keeps its lines."""
+    keep_lines = True
+
+
 class ConfigError(UserError, ValueError):
     """A config file or override that cannot be used (missing or empty file, wrong type, bad value)."""
 
@@ -41,6 +47,8 @@ def one_line(err: UserError) -> str:
     worker's traceback in its message ("Caught X in DataLoader worker process 0. Original
     Traceback ... module.X: message"): the original message is its last line."""
     text = str(err).strip()
+    if getattr(err, "keep_lines", False) and "Original Traceback" not in text:
+        return text
     if "Original Traceback" in text:
         last = text.splitlines()[-1].strip()
         name = f"{type(err).__module__}.{type(err).__qualname__}: "

@@ -3,6 +3,8 @@ import pytest
 import torch
 import torchvision
 
+from engine.errors import CheckpointError
+
 from models.attention import get_attention_class, list_attention
 from models.backbones import ResidualUnit, ResNet2D
 from models.backbones.insertion import PLACEMENTS
@@ -69,8 +71,31 @@ def test_load_report_and_missing_file(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "loaded" in out and "unexpected (ignored): fc.weight, fc.bias" in out
     assert len(m.load_report.loaded) == len(torchvision.models.resnet50().state_dict()) - 2
-    with pytest.raises(FileNotFoundError, match="never downloaded"):
+    with pytest.raises(CheckpointError, match="never downloaded"):
         ResNet2D("resnet18", pretrained=str(tmp_path / "nope.pth"))
+
+
+def test_unusable_pretrained_files_are_one_line_errors(tmp_path):
+    """MODEL.PRETRAINED goes through the same safe reader as checkpoints: a pickle that would run
+    code is refused (and nothing runs), a truncated or foreign file is named in one line."""
+    marker = tmp_path / "marker"
+
+    class Payload:
+        def __reduce__(self):
+            return exec, (f"open({str(marker)!r}, 'w').write('pwned')",)
+
+    torch.save({"conv1.weight": torch.zeros(1), "extra": Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="refused"):
+        ResNet2D("resnet18", pretrained=str(tmp_path / "evil.pth"))
+    assert not marker.exists()
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "r18.pth").read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated") as err:
+        ResNet2D("resnet18", pretrained=str(tmp_path / "cut.pth"))
+    assert "\n" not in str(err.value) and "cut.pth" in str(err.value)
+    torch.save({"head.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="right architecture"):
+        ResNet2D("resnet18", pretrained=str(tmp_path / "other.pth"))
 
 
 @pytest.mark.parametrize("name", blocks_present())

@@ -172,3 +172,25 @@ def test_a_user_error_raised_in_a_dataloader_worker_is_one_line(monkeypatch, cap
         _bootstrap.run(main, [])
     err = capfd.readouterr().err
     assert info.value.code == 2 and err == "tool.py: error: frame 'f0.jpg' cannot be read: replace it\n"
+
+
+@pytest.mark.parametrize("tool", ["train.py", "test.py"])
+def test_missing_dataset_prints_the_layout_without_traceback(tool, tmp_path, run_tool):
+    """A missing dataset: the first line names the missing files, the lines after it show the
+    expected layout (the one error that keeps its lines), exit 2, no traceback."""
+    args = [tool, REID_CFG, "DATA.ROOT", tmp_path / "nowhere", "OUTPUT_DIR", tmp_path / "run"]
+    if tool == "test.py":
+        args[2:2] = ["--checkpoint", _reid_checkpoint(tmp_path / "r.pth")]
+    proc = run_tool(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    first, *layout = proc.stderr.strip().splitlines()
+    assert ": error: MARS files missing: " in first and str(tmp_path / "nowhere") in first
+    assert any("bbox_train/<pid>/" in line for line in layout)
+
+
+def test_malicious_pretrained_weights_are_refused(malicious, tmp_path, run_tool, tiny_mars):
+    """MODEL.PRETRAINED goes through the checkpoint's safe reader: refused, nothing runs."""
+    path, marker = malicious
+    line = assert_one_line_error(run_tool("train.py", REID_CFG, "DATA.ROOT", tiny_mars[0], "MODEL.PRETRAINED", path,
+                                          "OUTPUT_DIR", tmp_path / "run"), str(path), "refused")
+    assert "pretrained weights" in line and not marker.exists()

@@ -35,10 +35,14 @@ def load_local_weights(model: nn.Module, path: str, key_map: Callable[[str], str
     Accepts a bare state dict or a checkpoint with a ``model``/``state_dict`` entry. Classifier
     weights of other datasets end up as "unexpected"; new attention parameters as "new".
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"pretrained weights not found: {path!r} (weights are never "
-                                "downloaded; point MODEL.PRETRAINED to a local .pth file)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from engine.checkpoint import load_tensor_file
+    from engine.errors import CheckpointError
+    if not os.path.isfile(path) and not os.path.isdir(path):
+        raise CheckpointError(f"pretrained weights not found: {path!r} (weights are never "
+                              "downloaded; point MODEL.PRETRAINED to a local .pth file)")
+    state = load_tensor_file(path, what="pretrained weights")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"pretrained weights {path!r} hold a {type(state).__name__}, not a state dict")
     for key in ("model", "state_dict", "model_state"):  # ours/torchvision, lightning, pytorchvideo
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -58,7 +62,8 @@ def load_local_weights(model: nn.Module, path: str, key_map: Callable[[str], str
             report.loaded.append(k)
     report.new = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")]
     if not usable:
-        raise ValueError(f"no tensor of {path!r} matches the model: is it the right architecture?")
+        raise CheckpointError(f"no tensor of pretrained weights {path!r} matches the model: "
+                              "is it the right architecture (MODEL.BACKBONE.NAME)?")
     model.load_state_dict(usable, strict=False)
     if verbose:
         print(report)
