@@ -45,3 +45,10 @@ def check_shape_dtype_determinism(module: nn.Module, x: torch.Tensor):
 
 def num_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def project_attention(**filters) -> list[str]:
+    """The project's registered modules; test files register private blocks named ``_...``
+    (collected before or after, depending on which test files run)."""
+    from models.attention import list_attention
+    return [n for n in list_attention(**filters) if not n.startswith("_")]

@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 
-from attention_checks import randomize
+from attention_checks import project_attention, randomize
 from engine.zoo_table import build_example, constructor_extras, example_input, first_tensor, is_temporal_block
 from models.attention import FAMILIES, KINDS, build_attention, get_attention_class, list_attention
 from models.backbones.insertion import PLACEMENTS
@@ -21,7 +21,7 @@ CHANNELS = 64
 NUM_CLASSES = 5
 REID_SIZES = [(64, 32), (32, 16), (16, 8), (8, 4)]
 ODD_SIZES = [(7, 7), (14, 14), (15, 9)]
-NAMES = list_attention()
+NAMES = project_attention()
 
 DESIGN_NAMES = {
     "channel": "se gsop fca eca srm gct",

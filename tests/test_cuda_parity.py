@@ -10,12 +10,11 @@ import copy
 import pytest
 import torch
 
-from attention_checks import randomize
+from attention_checks import project_attention, randomize
 from engine.zoo_table import build_example, first_tensor
-from models.attention import list_attention
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-NAMES = list_attention()
+NAMES = project_attention()
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from engine.paper_table import PAPER_FIGURES, paper_network_params, paper_row
-from models.attention import get_attention_class, list_attention
+from attention_checks import project_attention
+from models.attention import get_attention_class
 from models.backbones import ResNet2D
 from tests.attention_checks import randomize
 
@@ -31,7 +32,7 @@ def count(net, name):
 
 
 def test_every_block_declares_a_layout():
-    for name in list_attention(kind="block"):
+    for name in project_attention(kind="block"):
         layout = getattr(get_attention_class(name), "paper_layout", None)
         assert layout is not None and layout.source, name
 
@@ -139,7 +140,7 @@ def test_3d_backbone_sizes_per_stage():
     assert y.shape == (1, 2048, 8, 2, 1)
 
 
-@pytest.mark.parametrize("name", [n for n in list_attention(kind="block")
+@pytest.mark.parametrize("name", [n for n in project_attention(kind="block")
                                   if getattr(get_attention_class(n), "paper_layout").per_stage])
 def test_networks_with_per_stage_arguments_pickle(name):
     """The plan kept on the backbone holds only importable functions (whole-model saves work)."""
