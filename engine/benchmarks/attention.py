@@ -14,9 +14,14 @@ allocation at the start.
 
 Inputs: ``(batch, C, H, W)`` for 2-D blocks, heads and glimpses; ``(batch // frames, C, frames,
 H, W)`` for aggregators and temporal/spatio-temporal blocks (same number of frame maps).
-Targets (checked in the last column at the largest size): long-range modules (non-local,
-criss-cross, EMA, ViT block, DETR decoder) at most 0.15x the explicit form's peak memory and at
-least 2x faster; every module's forward+backward within 1.1x of its reference's time.
+Targets (checked in the last column at the largest size): long-range modules (non-local 2-D and
+space-time, criss-cross, EMA, ViT block, DETR decoder) at most 0.15x the explicit form's peak
+memory and at least 2x faster; every module's forward+backward within 1.1x of its reference's time.
+
+Precision: float32 by default; ``--amp bf16`` runs both forms under bf16 autocast (the max|diff|
+column then shows bf16 rounding). On CUDA, ``--tf32`` lets both forms' float32 matmuls and
+convolutions use TF32 tensor cores (off by default: a plain float32 comparison; the fused
+attention kernels are unaffected either way).
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ import torch
 
 from .common import format_table, median_time
 
-LONG_RANGE = ("nonlocal", "cc", "ema", "mhsa", "detr")
+LONG_RANGE = ("nonlocal", "nonlocal_st", "cc", "ema", "mhsa", "detr")
+AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 TEMPORAL_FAMILIES = ("temporal", "spatiotemporal")
 
 
@@ -44,6 +50,8 @@ def add_arguments(parser):
     parser.add_argument("--num-classes", type=int, default=10, help="for heads that need it")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--amp", choices=sorted(AMP), default="none", help="autocast dtype for both forms")
+    parser.add_argument("--tf32", action="store_true", help="CUDA: TF32 matmuls/convolutions for both forms")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (0: torch's default; 1 is steadier on a shared machine)")
 
@@ -82,12 +90,13 @@ def make_input(module, args, h: int, w: int, device) -> torch.Tensor:
     return torch.randn(shape, device=device)
 
 
-def forward_backward(fn, module, x: torch.Tensor, grad_out: dict):
-    """One training step's worth of work: ``fn(x)`` then backward of a fixed random projection
-    (call ``clear_grads`` first, as an optimizer's ``zero_grad`` would)."""
+def forward_backward(fn, module, x: torch.Tensor, grad_out: dict, amp=None):
+    """One training step's worth of work: ``fn(x)`` (under ``amp`` autocast) then backward of a
+    fixed random projection (call ``clear_grads`` first, as an optimizer's ``zero_grad`` would)."""
     def step():
         xx = x.detach().requires_grad_(True)
-        y = fn(xx)
+        with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
+            y = fn(xx)
         if "g" not in grad_out:
             grad_out["g"] = torch.randn_like(y)
         if y.requires_grad:
@@ -128,10 +137,10 @@ def timed_pair(ours, reference, module, device: torch.device, repeats: int) -> t
     return statistics.median(t for t, _ in times), statistics.median(t for _, t in times)
 
 
-def max_difference(module, ref, x: torch.Tensor) -> float:
+def max_difference(module, ref, x: torch.Tensor, amp=None) -> float:
     """Eval mode, no grad: the reference first (EMA updates buffers only in training anyway)."""
     module.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
         diff = (module(x).float() - ref(module, x).float()).abs().max().item()
     module.train()
     return diff
@@ -141,13 +150,13 @@ def measure(name: str, ref, args, h: int, w: int, device: torch.device) -> list:
     torch.manual_seed(0)
     module = build(name, args).to(device).train()
     x = make_input(module, args, h, w, device)
-    grad_out = {}
-    ours = forward_backward(module, module, x, grad_out)
-    reference = forward_backward(lambda t: ref(module, t), module, x, grad_out)
+    grad_out, amp = {}, AMP[args.amp]
+    ours = forward_backward(module, module, x, grad_out, amp)
+    reference = forward_backward(lambda t: ref(module, t), module, x, grad_out, amp)
     ours()                                           # fixes the output gradient
     t_ours, t_ref = timed_pair(ours, reference, module, device, args.repeats)
     m_ours, m_ref = peak_memory_mib(ours, module, device), peak_memory_mib(reference, module, device)
-    return [t_ours, t_ref, m_ours, m_ref, max_difference(module, ref, x)]
+    return [t_ours, t_ref, m_ours, m_ref, max_difference(module, ref, x, amp)]
 
 
 def verdict(name: str, t_ours: float, t_ref: float, m_ours: float, m_ref: float, largest: bool) -> str:
@@ -167,6 +176,8 @@ def run(args) -> str:
                           else ("cpu" if args.device == "auto" else args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     refs = collect_references()
     names = [n.strip() for n in args.names.split(",") if n.strip()] or sorted(refs)
     unknown = [n for n in names if n not in refs]
@@ -185,8 +196,11 @@ def run(args) -> str:
             rows.append([name, f"{h}x{w}", f"{t_ours * 1e3:.1f}", f"{t_ref * 1e3:.1f}", f"{t_ref / t_ours:.2f}x",
                          f"{m_ours:.1f}", f"{m_ref:.1f}", f"{m_ours / max(m_ref, 1e-9):.3f}", f"{diff:.1e}",
                          verdict(name, t_ours, t_ref, m_ours, m_ref, i == len(sizes) - 1)])
+    precision = {"none": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[args.amp]
+    if device.type == "cuda":
+        precision += f", TF32 {'on' if args.tf32 else 'off'}"
     title = (f"Attention modules vs reference formulations: forward+backward, batch {args.batch}, "
-             f"{args.channels} channels, {device.type}, {torch.get_num_threads()} threads, "
+             f"{args.channels} channels, {device.type}, {precision}, {torch.get_num_threads()} threads, "
              f"median of {args.repeats}")
     headers = ["module", "HxW", "ours ms", "ref ms", "speed (ref/ours)", "ours MiB", "ref MiB",
                "mem (ours/ref)", "max|diff|", "targets"]

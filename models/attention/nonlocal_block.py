@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._ops import fused_attention
 from .layout import Layout
 from .registry import register_attention
 
@@ -108,8 +109,7 @@ class NonLocal2d(nn.Module):
         q, k, v = self.embed(x)
         if self.mode in ("embedded_gaussian", "gaussian"):
             scale = q.shape[-1] ** -0.5 if self.scale else 1.0
-            y = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1),
-                                               scale=scale).squeeze(1)
+            y = fused_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=scale).squeeze(1)
         elif self.mode == "dot":
             y = torch.bmm(q, torch.bmm(k.transpose(1, 2), v)) / k.shape[1]
         else:

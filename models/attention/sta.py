@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._ops import fused_attention
 from .registry import register_attention
 
 
@@ -52,7 +53,7 @@ class SelfAttention2d(nn.Module):
         hp, wp = pooled.shape[2:]
         q, k, v = (proj(pooled).flatten(2).transpose(1, 2).contiguous().unsqueeze(1)
                    for proj in (self.query, self.key, self.value))
-        out = F.scaled_dot_product_attention(q, k, v).squeeze(1).transpose(1, 2).reshape(b, c, hp, wp)
+        out = fused_attention(q, k, v).squeeze(1).transpose(1, 2).reshape(b, c, hp, wp)
         if (hp, wp) != (h, w):
             out = F.interpolate(out, size=(h, w), mode="nearest")
         return x + out

@@ -235,7 +235,7 @@ class DETRDecoderAggregator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, t, h, w = x.shape
         tokens = x.flatten(2)                                                  # (N, C, THW), as it lies
-        if torch.is_autocast_enabled(x.device.type):                           # cast once, not per product
+        if x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type):  # cast once
             tokens = tokens.to(torch.get_autocast_dtype(x.device.type))
         encodings = sine_encoding_parts(t, h, w, c, self.temperature, x.device)
         query_pos = self.query_embed.weight.unsqueeze(0).expand(n, -1, -1)
