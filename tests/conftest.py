@@ -24,3 +24,10 @@ def tiny_mars(tmp_path_factory):
     counts = write_synthetic_mars(root, num_train_ids=8, num_test_ids=6, num_cameras=3, frames=(4, 8),
                                   num_distractors=2, num_junk=2, size=(32, 16), seed=1)
     return root, counts
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests skipped without CUDA also carry the ``cuda`` marker: ``pytest -m cuda`` runs them all."""
+    for item in items:
+        if any("cuda" in str(mark.kwargs.get("reason", "")).lower() for mark in item.iter_markers("skipif")):
+            item.add_marker(pytest.mark.cuda)

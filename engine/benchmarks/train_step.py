@@ -12,8 +12,11 @@ time, BatchNorm1d (frozen bias) + linear, the same losses written inline, Adam: 
 forward, loss, backward, step, nothing else, on the same batches.
 
 Rows: fp32, a tiny fp32 case (32x16 frames, 8 clips) where the step is short enough for the
-loop's own overhead to show, ``SOLVER.AMP`` (bf16 autocast; on CUDA ``SOLVER.AMP_DTYPE``) and
-``MODEL.CHANNELS_LAST`` (the bare loop does the same: autocast, channels-last model and input).
+loop's own overhead to show, ``SOLVER.AMP`` (bf16 autocast; on CUDA ``SOLVER.AMP_DTYPE``),
+``MODEL.CHANNELS_LAST`` and both (the bare loop does the same: autocast, channels-last model and
+input); the channels-last rows against the others are the measurement behind
+``MODEL.CHANNELS_LAST auto``. Batches are decoded on the CPU (``DATA.DECODE_DEVICE cpu``) and
+pinned on CUDA; TF32 follows ``MODEL.TF32`` (on by default on CUDA) for both loops alike.
 The two loops take turns epoch by epoch (medians of ``--repeats``); a configuration whose first
 iteration takes longer than ``SLOW_S`` reports that one iteration. On CPU the AMP rows use the
 first ``CPU_AMP_CLIPS`` clips of a batch (bf16 autocast without avx512_bf16 takes minutes per batch).
@@ -33,16 +36,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.speed_options import use_channels_last
+
 from .common import format_table
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "demo_mars_r18.yaml")
 SLOW_S = 10.0
 CPU_AMP_CLIPS = 8  # bf16 autocast without avx512_bf16 is far too slow for the full batch
 TINY = ["DATA.HEIGHT", "32", "DATA.WIDTH", "16", "DATA.NUM_IDS", "4", "DATA.NUM_INSTANCES", "2"]
+CL_OFF, CL_ON, AMP = ["MODEL.CHANNELS_LAST", "False"], ["MODEL.CHANNELS_LAST", "True"], ["SOLVER.AMP", "True"]
 # name -> (config overrides, pre-loaded batches as a multiple of --batches)
-CONFIGS = {"fp32": ([], 1), "AMP (SOLVER.AMP)": (["SOLVER.AMP", "True"], 1),
-           "channels_last (MODEL.CHANNELS_LAST)": (["MODEL.CHANNELS_LAST", "True"], 1),
-           "fp32 tiny (32x16, 4x2 clips): loop overhead shows": (TINY, 2)}
+CONFIGS = {"fp32": (CL_OFF, 1), "AMP (SOLVER.AMP)": (AMP + CL_OFF, 1),
+           "channels_last (MODEL.CHANNELS_LAST)": (CL_ON, 1), "AMP + channels_last": (AMP + CL_ON, 1),
+           "fp32 tiny (32x16, 4x2 clips): loop overhead shows": (TINY + CL_OFF, 2)}
 
 
 def add_arguments(p) -> None:
@@ -85,7 +91,7 @@ def build_trainer(root: str, out: str, device: str, extra: list):
     from engine.config import load_config
     from engine.trainer import Trainer
     cfg = load_config(CONFIG, ["DATA.ROOT", root, "OUTPUT_DIR", out, "MODEL.DEVICE", device,
-                               "DATA.NUM_WORKERS", "0", *extra])
+                               "DATA.NUM_WORKERS", "0", "DATA.DECODE_DEVICE", "cpu", *extra])
     return Trainer(cfg)
 
 
@@ -102,13 +108,13 @@ class BareNet(nn.Module):
         self.bn = nn.BatchNorm1d(512)
         self.bn.bias.requires_grad_(False)
         self.fc = nn.Linear(512, num_classes, bias=False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]))
 
     def forward(self, clips: torch.Tensor, channels_last: bool = False):
         n, c, t, h, w = clips.shape
         if clips.dtype == torch.uint8:  # the loaders' uint8 clips: to float and ImageNet statistics, by hand
-            mean = torch.tensor([0.485, 0.456, 0.406], device=clips.device).view(1, 3, 1, 1, 1)
-            std = torch.tensor([0.229, 0.224, 0.225], device=clips.device).view(1, 3, 1, 1, 1)
-            clips = (clips.float() / 255 - mean) / std
+            clips = (clips.float() / 255 - self.mean.view(1, 3, 1, 1, 1)) / self.std.view(1, 3, 1, 1, 1)
         frames = clips.transpose(1, 2).reshape(n * t, c, h, w)
         if channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
@@ -129,7 +135,7 @@ def bare_loss(feat: torch.Tensor, logits: torch.Tensor, pids: torch.Tensor) -> t
 def bare_epoch(model, optimizer, batches, device, amp_dtype, channels_last: bool) -> None:
     model.train()
     for clips, pids, *_ in batches:
-        clips, pids = clips.to(device, non_blocking=True), pids.to(device)
+        clips, pids = clips.to(device, non_blocking=True), pids.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             feat, logits = model(clips, channels_last)
         loss = bare_loss(feat, logits, pids)
@@ -178,7 +184,7 @@ def run(args) -> str:
             if trainer.amp_dtype is not None and device.type == "cpu":  # minutes per full batch on CPU
                 part = [[x[:CPU_AMP_CLIPS] for x in part[0]]]
             trainer.task.train_loader = Preloaded(part)
-            channels_last = trainer.cfg.MODEL.CHANNELS_LAST
+            channels_last = use_channels_last(trainer.cfg.MODEL.CHANNELS_LAST, device)
             torch.manual_seed(0)
             model = BareNet(num_classes).to(device)
             if channels_last:
