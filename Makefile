@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= data/synthetic_mars
 ACTION_DATA ?= data/synthetic_ucf101
 
-.PHONY: venv demo demo-action test bench clean
+.PHONY: venv demo demo-action test bench bench-gpu clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,13 @@ test: venv
 
 bench: venv
 	for b in reid-eval attention temporal loader train-step; do $(BIN)/python tools/benchmark.py $$b || exit 1; done
+
+# One-shot GPU check (tools/gpu_check.py): no venv needed, e.g. `make bench-gpu PYTHON=python3`;
+# outputs under $(GPU_CHECK_OUT) ($OUT when the environment sets it).
+PYTHON ?= $(BIN)/python
+GPU_CHECK_OUT ?= $(if $(OUT),$(OUT),outputs/gpu_check)
+bench-gpu:
+	$(PYTHON) tools/gpu_check.py --out $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf outputs build *.egg-info

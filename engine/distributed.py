@@ -34,7 +34,16 @@ def init_from_env(device: torch.device) -> bool:
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend=backend)
+    global _CONTROL
+    if backend == "nccl":  # a CPU group for the per-step control collectives (``stop_together``)
+        _CONTROL = dist.new_group(backend="gloo")
     return True
+
+
+# A gloo group beside an NCCL default group: a flag all-reduced on the GPU would have to be read
+# back, making the host wait for all queued GPU work at every training step; on the CPU it waits
+# only for the other ranks' hosts. None: the default group (gloo on CPU runs).
+_CONTROL = None
 
 
 def broadcast_object(obj):
@@ -63,15 +72,17 @@ def stop_together(error: Exception | None) -> None:
     When any rank has one, all raise the error of the lowest such rank: that rank its own (with its
     traceback), the others the same type and message (a ``RuntimeError`` naming the type when the
     type cannot be rebuilt from its message). Outside DDP: raise ``error`` if any. Costs one
-    all-reduce of ``world_size`` integers."""
+    all-reduce of ``world_size`` integers, on the CPU (``_CONTROL``), so a training step that
+    calls it does not wait for the GPU."""
     if not is_dist():
         if error is not None:
             raise error
         return
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    on_gpu = _CONTROL is None and dist.get_backend() == "nccl"    # an NCCL group set up elsewhere
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else torch.device("cpu")
     failed = torch.zeros(world_size(), dtype=torch.int32, device=device)
     failed[rank()] = int(error is not None)
-    dist.all_reduce(failed)
+    dist.all_reduce(failed, group=_CONTROL)
     failing = failed.nonzero().flatten().tolist()
     if not failing:
         return
@@ -107,8 +118,10 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
+    global _CONTROL
     if is_dist():
-        dist.destroy_process_group()
+        dist.destroy_process_group()          # every group, the control group too
+    _CONTROL = None
 
 
 def resolve_device(name: str) -> torch.device:

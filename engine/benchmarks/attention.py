@@ -18,10 +18,10 @@ Targets (checked in the last column at the largest size): long-range modules (no
 space-time, criss-cross, EMA, ViT block, DETR decoder) at most 0.15x the explicit form's peak
 memory and at least 2x faster; every module's forward+backward within 1.1x of its reference's time.
 
-Precision: float32 by default; ``--amp bf16`` runs both forms under bf16 autocast (the max|diff|
-column then shows bf16 rounding). On CUDA, ``--tf32`` lets both forms' float32 matmuls and
-convolutions use TF32 tensor cores (off by default: a plain float32 comparison; the fused
-attention kernels are unaffected either way).
+Precision: float32 by default; ``--amp bf16`` runs both forms under bf16 autocast (the max abs diff
+column then shows bf16 rounding). On CUDA, ``--tf32 on|off`` sets TF32 for both forms' float32
+matmuls and convolutions (default: PyTorch's own defaults, TF32 convolutions and full float32
+matmuls; the title says which); the fused attention kernels do not follow these switches.
 """
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def add_arguments(parser):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--amp", choices=sorted(AMP), default="none", help="autocast dtype for both forms")
-    parser.add_argument("--tf32", action="store_true", help="CUDA: TF32 matmuls/convolutions for both forms")
+    parser.add_argument("--tf32", choices=["default", "on", "off"], default="default",
+                        help="CUDA: TF32 for both forms' float32 matmuls and convolutions (default: PyTorch's "
+                             "defaults, TF32 convolutions and full float32 matmuls)")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (0: torch's default; 1 is steadier on a shared machine)")
 
@@ -176,8 +178,8 @@ def run(args) -> str:
                           else ("cpu" if args.device == "auto" else args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
+    if device.type == "cuda" and args.tf32 != "default":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
     refs = collect_references()
     names = [n.strip() for n in args.names.split(",") if n.strip()] or sorted(refs)
     unknown = [n for n in names if n not in refs]
@@ -198,10 +200,11 @@ def run(args) -> str:
                          verdict(name, t_ours, t_ref, m_ours, m_ref, i == len(sizes) - 1)])
     precision = {"none": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[args.amp]
     if device.type == "cuda":
-        precision += f", TF32 {'on' if args.tf32 else 'off'}"
+        precision += (f", TF32 matmul {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'} / conv "
+                      f"{'on' if torch.backends.cudnn.allow_tf32 else 'off'}")
     title = (f"Attention modules vs reference formulations: forward+backward, batch {args.batch}, "
              f"{args.channels} channels, {device.type}, {precision}, {torch.get_num_threads()} threads, "
              f"median of {args.repeats}")
     headers = ["module", "HxW", "ours ms", "ref ms", "speed (ref/ours)", "ours MiB", "ref MiB",
-               "mem (ours/ref)", "max|diff|", "targets"]
+               "mem (ours/ref)", "max abs diff", "targets"]
     return format_table(headers, rows, title)
