@@ -501,3 +501,11 @@ def test_detr_token_cross_attention_with_dropout_equals_the_projected_form():
     weights = F.dropout(weights.reshape(n, -1, t * h * w), 0.5).view_as(weights)
     expected = att.out_proj((weights @ v).transpose(1, 2).reshape(n, q_len, C))
     torch.testing.assert_close(ours, expected)
+
+
+def test_detr_every_parameter_takes_part():
+    """DDP (without find_unused_parameters) needs every parameter in the graph, zero gradient or not:
+    the cross-attention's key bias, which the softmax cancels, included."""
+    m = make("detr").train()
+    m(sample("detr", 4, 4)).sum().backward()
+    assert [name for name, p in m.named_parameters() if p.grad is None] == []

@@ -30,7 +30,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OPTIONAL = ("fvcore", "decord", "av", "pytorchvideo", "torch_geometric", "sklearn", "tensorboard", "skvideo")
+OPTIONAL = ("fvcore", "yacs", "iopath", "portalocker", "yaml", "scipy", "tqdm", "decord", "av", "pytorchvideo",
+            "torch_geometric", "sklearn", "tensorboard", "skvideo")
 LONG_RANGE = "nonlocal,nonlocal_st,cc,ema,mhsa,detr,rstan,sta,stgcn"
 
 
@@ -94,8 +95,14 @@ def environment(check: Check, cuda: bool) -> None:
     missing = [m for m in OPTIONAL if importlib.util.find_spec(m) is None]
     gpu = (f"{torch.cuda.get_device_name(0)} (sm {'.'.join(map(str, torch.cuda.get_device_capability(0)))}, "
            f"{torch.cuda.get_device_properties(0).total_memory / 2 ** 30:.0f} GiB)" if cuda else "no CUDA: DRY RUN")
-    check.add("environment", "ok" if "fvcore" not in missing else "FVCORE MISSING (configs cannot load)",
-              f"torch {torch.__version__}, {gpu}, {os.cpu_count()} CPUs; missing: {', '.join(missing) or 'none'}")
+    check.add("environment", "ok", f"torch {torch.__version__}, {gpu}, {os.cpu_count()} CPUs; "
+              f"missing: {', '.join(missing) or 'none'}")
+    sys.path.insert(0, ROOT)
+    for module in ("engine.config", "engine.trainer"):            # what every training step needs
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # noqa: BLE001 - reported, the steps then fail visibly
+            check.add(f"import {module}", "FAILED", f"{type(err).__name__}: {err}")
 
 
 def cuda_tests(check: Check, py: str, cuda: bool) -> None:

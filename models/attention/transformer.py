@@ -132,7 +132,7 @@ class TokenCrossAttention(MultiHeadAttention):
     ``m_j`` (DETR's cross-attention), rewritten per head ``h`` with ``W_k^h, W_v^h`` (``d x C``):
 
     * ``q_h . (W_k^h (m_j + p_j) + b_k^h) = (W_k^h^T q_h) . (m_j + p_j) + q_h . b_k^h``; the last
-      term is the same for every token, so the softmax drops it (``k_proj.bias`` gets no gradient);
+      term is the same for every token (the softmax cancels it: ``k_proj.bias`` gets a zero gradient);
     * ``sum_j w_j (W_v^h m_j + b_v^h) = W_v^h (sum_j w_j m_j) + b_v^h sum_j w_j``.
 
     So the work is two ``(heads*queries) x C x tokens`` products with the token map as it lies,
@@ -153,6 +153,10 @@ class TokenCrossAttention(MultiHeadAttention):
         split = [e.shape[1] for e in encodings]
         st, sy, sx = (part @ e.t().to(a.dtype) for part, e in zip(a.split(split, dim=2), encodings))
         position = (st[:, :, :, None, None] + sy[:, :, None, :, None] + sx[:, :, None, None, :]).flatten(2)
+        # q . b_k: the same for every token, so the softmax cancels it; kept so that k_proj.bias stays
+        # in the graph (zero gradient, as in the projected form; DDP expects every parameter used)
+        key_bias = torch.einsum("nqhd,hd->nhq", q, self.k_proj.bias.view(heads, d)) * d ** -0.5
+        position = position + key_bias.reshape(n, heads * num_q, 1).to(position.dtype)
         weights = torch.baddbmm(position, a, tokens).softmax(-1)                  # (N, heads*Q, L)
         dropped = self.training and self.dropout > 0
         if dropped:
