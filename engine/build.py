@@ -46,7 +46,7 @@ def build_backbone_from_cfg(cfg):
                   placement=att.PLACEMENT or None, every=att.EVERY or None, attention_kwargs=_kwargs(att.KWARGS),
                   input_size=input_size(cfg), pretrained=cfg.MODEL.PRETRAINED or None)
     if b.NAME.startswith("resnet"):
-        channels_last = use_channels_last(cfg.MODEL.CHANNELS_LAST, du.resolve_device(cfg.MODEL.DEVICE))
+        channels_last = use_channels_last(cfg.MODEL.CHANNELS_LAST, torch.device("cuda" if on_cuda(cfg) else "cpu"))
         return ResNet2D(b.NAME, last_stride=b.LAST_STRIDE, channels_last=channels_last, **common)
     from models.backbones.factory import build_backbone
     return build_backbone(b.NAME, **common)
@@ -104,9 +104,14 @@ def build_scheduler(cfg, optimizer, iters_per_epoch: int) -> torch.optim.lr_sche
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
 
 
+def on_cuda(cfg) -> bool:
+    """Whether MODEL.DEVICE (cpu, cuda, auto) puts the run on a GPU here (no error when it cannot)."""
+    return cfg.MODEL.DEVICE != "cpu" and torch.cuda.is_available()
+
+
 def pin_memory(cfg) -> bool:
     """Pinned batches (non-blocking copies) when the run trains on CUDA."""
-    return cfg.MODEL.DEVICE != "cpu" and torch.cuda.is_available()
+    return on_cuda(cfg)
 
 
 def _loader(dataset, cfg, **kw) -> DataLoader:

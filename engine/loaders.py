@@ -40,7 +40,7 @@ class EpochTagged(Sampler):
 
     def __getattr__(self, name: str):
         """Everything else is the wrapped sampler's (e.g. ``batches``)."""
-        if name == "sampler":
+        if name == "sampler" or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.sampler, name)
 
@@ -64,7 +64,7 @@ class EpochSeeded(Dataset):
 
     def __getattr__(self, name: str):
         """Everything else is the wrapped dataset's (e.g. ``frame_paths``, ``samples``)."""
-        if name == "dataset":                     # not set yet (unpickling in a worker)
+        if name == "dataset" or name.startswith("__"):  # unset yet (unpickling); no batch-fetch bypass
             raise AttributeError(name)
         return getattr(self.dataset, name)
 

@@ -79,3 +79,15 @@ def test_shards_cover_every_item_once(size, world):
     assert [len(ShardSampler(size, r, world)) for r in range(world)] == [len(s) for s in shards]
     with pytest.raises(ValueError, match="rank"):
         ShardSampler(size, world, world)
+
+
+class BatchFetching(RandomItems):
+    def __getitems__(self, keys):
+        raise AssertionError("the loader fetched a batch past the per-item seeding")
+
+
+def test_a_batch_fetching_dataset_is_still_seeded_item_by_item():
+    loader = make_loader(BatchFetching(), batch_size=4, num_workers=0, pin_memory=False,
+                         sampler=SequentialSampler(range(12)), train=True, seed=3)
+    assert torch.equal(epochs(loader, [0])[0], epochs(make_loader(RandomItems(), batch_size=4, num_workers=0,
+                       pin_memory=False, sampler=SequentialSampler(range(12)), train=True, seed=3), [0])[0])
