@@ -16,6 +16,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def no_tf32():
+    """Full float32 matmuls and convolutions on CUDA for this test (restored afterwards)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
 @pytest.fixture(scope="session")
 def tiny_mars(tmp_path_factory):
     """A small synthetic MARS tree in the official layout (session-wide, written once)."""

@@ -22,14 +22,6 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-12))
 
 
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
-
-
 def example(name):
     torch.manual_seed(0)
     module, x = build_example(name, channels=64, size=(16, 8), batch=2, num_classes=5)
@@ -37,7 +29,7 @@ def example(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_cuda_matches_cpu(name):
+def test_cuda_matches_cpu(name, no_tf32):
     module, x = example(name)
     with torch.no_grad():
         want = first_tensor(module(x))
@@ -47,7 +39,7 @@ def test_cuda_matches_cpu(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_cuda_train_step_and_bf16(name):
+def test_cuda_train_step_and_bf16(name, no_tf32):
     module, x = example(name)
     module = module.cuda()
     with torch.no_grad():

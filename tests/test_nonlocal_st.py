@@ -149,9 +149,7 @@ def test_sdpa_gets_contiguous_inputs():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu_and_runs_under_bf16():
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+def test_cuda_matches_cpu_and_runs_under_bf16(no_tf32):
     block = trained_like(build_attention("nonlocal_st", channels=64))
     x = clip(c=64, t=4, h=14, w=14)
     with torch.no_grad():
