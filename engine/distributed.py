@@ -55,6 +55,21 @@ def broadcast_object(obj):
     return box[0]
 
 
+def average_gradients(params) -> None:
+    """Average the gradients of ``params`` over the ranks, as DDP does for the model's (for
+    parameters outside the DDP model, e.g. center-loss centres): one flat all-reduce."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not is_dist() or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 def run_together(fn, *args):
     """``fn(*args)`` as one step of every rank: when it raises on any rank, every rank raises too
     (``stop_together``), so none is left waiting in a later collective until the timeout."""

@@ -123,6 +123,8 @@ class Trainer:
         loss, parts = self.criterion(out, targets)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.world > 1:   # the criterion's parameters (center-loss centres) are outside DDP
+            du.average_gradients(self.criterion.parameters())
         if cfg.SOLVER.GRAD_CLIP > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.SOLVER.GRAD_CLIP)

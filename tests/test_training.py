@@ -216,6 +216,31 @@ def test_ddp_two_process_gloo_matches_single_process_emulation(tiny_mars, tmp_pa
         assert torch.allclose(ddp[k].float(), v.float(), atol=1e-4, rtol=1e-3), k
 
 
+def _ddp_center_worker(rank, root, out, port):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    trainer = Trainer(tiny_cfg(root, out, *DDP_EXTRA, "SOLVER.MAX_EPOCHS", "3", "LOSS.CENTER_WEIGHT", "1.0",
+                               "SOLVER.BASE_LR", "0.1", "SOLVER.EVAL_PERIOD", "0"))
+    for epoch in range(3):
+        trainer.train_epoch(epoch)
+    torch.save(trainer.criterion.state_dict(), os.path.join(out, f"criterion{rank}.pth"))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_center_loss_centres_stay_equal_on_every_rank(tiny_mars, tmp_path):
+    """The centres live in the criterion, outside the DDP model: their gradients are averaged
+    over the ranks too, so every rank optimises the same centres (they drifted apart before)."""
+    root, _ = tiny_mars
+    mp.spawn(_ddp_center_worker, args=(root, str(tmp_path), _free_port()), nprocs=2, join=True)
+    a, b = (torch.load(tmp_path / f"criterion{r}.pth", weights_only=True) for r in range(2))
+    assert a.keys() == b.keys() and any("center" in k for k in a)
+    init = Trainer(tiny_cfg(root, tmp_path / "init", "LOSS.CENTER_WEIGHT", "1.0")).criterion.state_dict()
+    for k in a:
+        assert not torch.equal(a[k], init[k]), k          # the centres did train
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
 def test_evaluation_needs_no_training_loader(tiny_mars, tmp_path):
     """tools/test.py builds only the query/gallery data: a P larger than the training identities
     (8 here) and a checkpoint trained on another number of identities (5) do not matter."""
