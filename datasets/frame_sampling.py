@@ -1,4 +1,4 @@
-"""Frame indices for tracklets (re-ID): ``evenly``, ``random``, ``dense`` and ``all``.
+"""Frame indices for tracklets (re-ID): ``evenly``, ``random``, ``consecutive``, ``dense`` and ``all``.
 
 All functions return int64 numpy arrays; a tracklet shorter than ``seq_len`` is padded by
 repeating its frames in order (as torchreid does for training).
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("evenly", "random", "dense", "all")
+METHODS = ("evenly", "random", "consecutive", "dense", "all")
 
 
 def _pad(idx: np.ndarray, seq_len: int) -> np.ndarray:
@@ -29,6 +29,14 @@ def sample_random(num_frames: int, seq_len: int, rng: np.random.Generator) -> np
     edges = np.linspace(0, num_frames, seq_len + 1)
     lo, hi = np.floor(edges[:-1]).astype(np.int64), np.floor(edges[1:]).astype(np.int64)
     return lo + (rng.random(seq_len) * (hi - lo)).astype(np.int64)
+
+
+def sample_consecutive(num_frames: int, seq_len: int, rng: np.random.Generator) -> np.ndarray:
+    """``seq_len`` adjacent frames from a random start (GLTR, Li et al., ICCV 2019, Sec. 4.2:
+    "16 adjacent frames" per training sequence)."""
+    if num_frames < seq_len:
+        return _pad(np.arange(num_frames), seq_len)
+    return int(rng.integers(0, num_frames - seq_len + 1)) + np.arange(seq_len, dtype=np.int64)
 
 
 def sample_dense(num_frames: int, seq_len: int) -> np.ndarray:

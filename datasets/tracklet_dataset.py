@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
 from .broken_files import BrokenVideoLog, TooManyBrokenVideos, check_broken_share
-from .frame_sampling import METHODS, sample_all, sample_dense, sample_evenly, sample_random
+from .frame_sampling import METHODS, sample_all, sample_consecutive, sample_dense, sample_evenly, sample_random
 from .mars import Tracklet
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def read_checked_bytes(paths: Sequence[str]) -> list[torch.Tensor]:
 class TrackletDataset(Dataset):
     """Items are ``(clip, pid, camid, index)``.
 
-    ``sample="evenly"``/``"random"``: ``clip`` is ``(C, seq_len, H, W)`` (training / fast testing).
+    ``sample="evenly"``/``"random"``/``"consecutive"``: ``clip`` is ``(C, seq_len, H, W)`` (training / fast testing).
     ``sample="dense"``: ``clip`` is ``(num_clips, C, seq_len, H, W)``, every frame once;
     ``sample="all"``: ``(1, C, L, H, W)`` with all L frames. Use :func:`collate_clips` to batch
     variable numbers of clips; the evaluator bounds memory by forwarding clips in chunks.
@@ -195,8 +195,9 @@ class TrackletDataset(Dataset):
         n = len(self.tracklets[i].frames)
         if self.sample == "evenly":
             return sample_evenly(n, self.seq_len)
-        if self.sample == "random":
-            return sample_random(n, self.seq_len, np.random.default_rng([self.seed, self.epoch, i]))
+        if self.sample in ("random", "consecutive"):
+            fn = sample_random if self.sample == "random" else sample_consecutive
+            return fn(n, self.seq_len, np.random.default_rng([self.seed, self.epoch, i]))
         if self.sample == "dense":
             return sample_dense(n, self.seq_len)
         return sample_all(n)

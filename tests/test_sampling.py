@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from datasets.frame_sampling import sample_all, sample_dense, sample_evenly, sample_random
 from datasets.samplers import RandomIdentitySampler
@@ -53,3 +54,30 @@ def test_distributed_sampler_shards():
 def test_too_few_identities():
     with pytest.raises(ValueError, match="at least P=4"):
         RandomIdentitySampler([0, 0, 1, 1], num_ids=4, num_instances=2)
+
+
+def test_consecutive_sampling_takes_adjacent_frames_from_a_random_start():
+    """GLTR's training clips: seq_len adjacent frames; every start is possible; short tracklets loop."""
+    from datasets.frame_sampling import sample_consecutive
+    rng = np.random.default_rng(0)
+    starts = set()
+    for _ in range(200):
+        idx = sample_consecutive(20, 16, rng)
+        assert idx.dtype == np.int64 and np.array_equal(np.diff(idx), np.ones(15)) and 0 <= idx[0] <= 4
+        starts.add(int(idx[0]))
+    assert starts == {0, 1, 2, 3, 4}
+    assert sample_consecutive(16, 16, rng).tolist() == list(range(16))
+    assert sample_consecutive(3, 5, rng).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_tracklet_dataset_consecutive_mode(tiny_mars):
+    from datasets import MARS
+    from datasets.tracklet_dataset import TrackletDataset
+    mars = MARS(tiny_mars[0])
+    ds = TrackletDataset(mars.train, seq_len=4, sample="consecutive", seed=3)
+    for i in range(len(ds)):
+        idx = ds.indices(i)
+        if len(mars.train[i].frames) >= 4:
+            assert np.array_equal(np.diff(idx), np.ones(3))
+    clip = ds[0][0]
+    assert clip.dtype == torch.uint8 and clip.shape[:2] == (3, 4)
