@@ -46,6 +46,17 @@ def test_encoded_items_decode_to_the_cpu_paths_clips(tiny_mars, sample, size):
         TrackletDataset(tracklets, 4, sample, build_reid_transform(*size, train=False), encoded=True)
 
 
+def test_cpu_decoding_equals_the_previous_per_file_decode_image(tiny_mars, tmp_path):
+    from torchvision.io import ImageReadMode, decode_image, encode_png, read_file
+    from datasets.tracklet_dataset import read_frames
+    paths = MARS(tiny_mars[0]).train[0].frames[:4]
+    before = torch.stack([decode_image(read_file(p), mode=ImageReadMode.RGB) for p in paths])
+    assert torch.equal(read_frames(paths), before)                              # batched decode_jpeg, same pixels
+    png = str(tmp_path / "frame.png")
+    open(png, "wb").write(encode_png(before[0]).numpy().tobytes())
+    assert torch.equal(read_frames([png, paths[1]]), before[:2])                # PNG frames: decode_image
+
+
 def test_encoded_items_replace_a_truncated_frame(tiny_mars, tmp_path):
     t = MARS(tiny_mars[0]).train[0]
     frames = [str(tmp_path / f"f{k}.jpg") for k in range(len(t.frames))]
