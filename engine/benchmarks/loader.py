@@ -248,7 +248,9 @@ def _cpu_seconds(loader) -> float:
     """User + system CPU seconds so far of this process and of ``loader``'s worker processes (read
     from /proc; NaN where there is none)."""
     total = time.process_time()
-    iterator = getattr(loader, "_iterator", None) or getattr(getattr(loader, "loader", None), "_iterator", None)
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is None:                                   # a loader wrapping a DataLoader (GPU decoding)
+        iterator = getattr(getattr(loader, "loader", None), "_iterator", None)
     for worker in getattr(iterator, "_workers", []):
         try:
             with open(f"/proc/{worker.pid}/stat") as f:
