@@ -184,3 +184,29 @@ def test_gpu_decoded_loaders_from_the_config(tiny_mars, tmp_path):
     assert clips.is_cuda and clips.shape == (8, 3, cfg.DATA.SEQ_LEN, 32, 16) and clips.dtype == torch.uint8
     clips, owner, pids, camids, index = next(iter(query))
     assert clips.is_cuda and clips.shape[1:] == (3, cfg.DATA.SEQ_LEN, 32, 16) and len(owner) == len(clips)
+
+
+def test_training_and_evaluation_run_through_the_decoding_loader(tiny_mars, tmp_path, monkeypatch):
+    """The GPU path's plumbing (encoded items, collate, decode in the main process, batched augment,
+    evaluator) under the real trainer, with the decoding device forced to the CPU."""
+    import engine.build
+    from engine.trainer import Trainer
+    monkeypatch.setattr(engine.build, "reid_decode_device", lambda cfg: torch.device("cpu"))
+    torch.set_num_threads(1)
+    base = os.path.join(os.path.dirname(__file__), "..", "configs", "_base_", "mars.yaml")
+    cfg = load_config(base, ["DATA.ROOT", tiny_mars[0], "OUTPUT_DIR", str(tmp_path / "run"), "MODEL.DEVICE", "cpu",
+                             "MODEL.BACKBONE.NAME", "resnet18", "DATA.HEIGHT", "32", "DATA.WIDTH", "16",
+                             "DATA.PADDING", "2", "DATA.NUM_IDS", "4", "DATA.NUM_INSTANCES", "2",
+                             "DATA.NUM_WORKERS", "0", "SOLVER.WARMUP_EPOCHS", "1", "SOLVER.EVAL_PERIOD", "0",
+                             "TEST.BATCH_SIZE", "16", "SOLVER.MAX_EPOCHS", "1"])
+    trainer = Trainer(cfg)
+    assert isinstance(trainer.task.train_loader, DeviceDecodeLoader)
+    metrics = trainer.fit()
+    assert 0 <= metrics["mAP"] <= 1 and metrics["num_query"] == len(MARS(tiny_mars[0]).query)
+    from engine.reid_evaluator import extract_features
+    model = trainer.model.eval()
+    on_main = extract_features(model, trainer.task.query_loader, torch.device("cpu"))
+    monkeypatch.undo()
+    _, _, in_workers, _ = build_reid_data(cfg, train=False)
+    assert isinstance(in_workers, DataLoader)
+    torch.testing.assert_close(on_main[0], extract_features(model, in_workers, torch.device("cpu"))[0])
