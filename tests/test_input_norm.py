@@ -86,7 +86,8 @@ def old_reid_transform(height, width, train, flip_prob=0.5, padding=10, erasing_
 @pytest.mark.parametrize("train", [True, False])
 def test_reid_uint8_pipeline_equals_the_old_float_one(train):
     frames = torch.randint(0, 256, (4, 3, 40, 20), dtype=torch.uint8)
-    new, old = build_reid_transform(32, 16, train, padding=4, erasing_prob=1.0), old_reid_transform(32, 16, train, 0.5, 4, 1.0)
+    new = build_reid_transform(32, 16, train, padding=4, erasing_prob=1.0)
+    old = old_reid_transform(32, 16, train, 0.5, 4, 1.0)
     norm = InputNormalize()
     erased_somewhere = False
     for seed in range(6):
