@@ -203,9 +203,10 @@ _C.DATA.CROP_SIZE = 224              # action: square crop
 _C.DATA.SHORT_SIDE = 256             # action: test-time short side before cropping
 _C.DATA.TRAIN_CROP = "multiscale"    # action: multiscale (TSN) or random_resized
 _C.DATA.DECODE_SIZE = []             # action: [H, W] resize inside the decoder ([] = native)
-_C.DATA.DECODE_DEVICE = "auto"       # re-ID frames: cpu (JPEGs decoded in the workers), cuda (workers read the
+_C.DATA.DECODE_DEVICE = "cpu"        # re-ID frames: cpu (JPEGs decoded in the workers), cuda (workers read the
                                      # bytes, nvjpeg decodes each batch on the GPU), auto (cuda when the model
-                                     # runs on CUDA and nvjpeg works there, else cpu)
+                                     # runs on CUDA and nvjpeg works there, else cpu). Default cpu: the GPU path
+                                     # is tested on the CPU only so far (no GPU run yet)
 _C.DATA.NUM_WORKERS = 2
 _C.DATA.MAX_BROKEN_SHARE = 0.1       # action: stop when more than this share of the videos is unreadable
 _C.DATA.NUM_IDS = 8                  # P identities per batch

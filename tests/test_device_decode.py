@@ -139,8 +139,9 @@ def test_decode_device_config(tiny_mars, tmp_path):
     def cfg(*extra):
         return load_config(base, ["DATA.ROOT", tiny_mars[0], "OUTPUT_DIR", str(tmp_path), "DATA.HEIGHT", "32",
                                   "DATA.WIDTH", "16", "DATA.NUM_WORKERS", "0", *extra])
-    assert load_config(base).DATA.DECODE_DEVICE == "auto"
-    assert reid_decode_device(cfg("MODEL.DEVICE", "cpu")) is None          # auto off CUDA: the workers decode
+    assert load_config(base).DATA.DECODE_DEVICE == "cpu"                   # until a GPU run has checked cuda
+    assert reid_decode_device(cfg("MODEL.DEVICE", "cpu")) is None
+    assert reid_decode_device(cfg("MODEL.DEVICE", "cpu", "DATA.DECODE_DEVICE", "auto")) is None  # auto off CUDA
     with pytest.raises(ValueError, match="DECODE_DEVICE must be"):
         reid_decode_device(cfg("DATA.DECODE_DEVICE", "gpu"))
     if not torch.cuda.is_available():
