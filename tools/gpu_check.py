@@ -3,6 +3,7 @@
 1. the CUDA tests (``pytest -m cuda``: every test that is skipped without a GPU),
 2. the attention benchmark of the long-range modules (and of the aggregators whose references
    once built tensors on the CPU) at 56x56, 256 channels, batch 8, in float32 and bf16 autocast,
+   and of the non-local blocks without sub-sampling (``--kwargs sub_sample=False``, both forms),
 3. the training-step benchmark (ours vs a bare loop; channels-last rows),
 4. a short ``mars_stgcn`` run (ResNet-50, P16 x K4 x 8 frames at 256x128, bf16, 8 workers) on a
    synthetic MARS written first with ``datasets.synthetic``,
@@ -33,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONAL = ("fvcore", "yacs", "iopath", "portalocker", "yaml", "scipy", "tqdm", "decord", "av", "pytorchvideo",
             "torch_geometric", "sklearn", "tensorboard", "skvideo")
 LONG_RANGE = "nonlocal,nonlocal_st,cc,ema,mhsa,detr,rstan,sta,stgcn"
+NO_SUB_SAMPLING = "nonlocal,nonlocal_st"     # again with every position as a key (--kwargs sub_sample=False)
 
 
 def parse_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
@@ -123,11 +125,14 @@ def cuda_tests(check: Check, py: str, cuda: bool) -> None:
 def attention(check: Check, py: str, cuda: bool) -> None:
     size = ["--sizes", "56x56", "--batch", "8", "--channels", "256", "--repeats", "5"] if cuda else \
            ["--sizes", "8x8", "--batch", "4", "--channels", "16", "--repeats", "1", "--threads", "1"]
-    for amp in ("none", "bf16"):
-        label = "fp32" if amp == "none" else "bf16"
+    runs = [(amp, names, kwargs) for names, kwargs in ((LONG_RANGE, []), (NO_SUB_SAMPLING, ["sub_sample=False"]))
+            for amp in ("none", "bf16")]
+    for i, (amp, names, kwargs) in enumerate(runs):
+        label = ("fp32" if amp == "none" else "bf16") + "".join(f" {k}" for k in kwargs)
         rc, seconds, text = check.run(f"attention {label}", [
-            py, "tools/benchmark.py", "attention", "--device", "cuda" if cuda else "cpu", "--names", LONG_RANGE,
-            "--amp", amp, *size], "attention.txt", 90, append=amp != "none")
+            py, "tools/benchmark.py", "attention", "--device", "cuda" if cuda else "cpu", "--names", names,
+            "--amp", amp, *size, *(["--kwargs", *kwargs] if kwargs else [])], "attention.txt", 90 if i < 2 else 60,
+            append=i > 0)
         if not text:
             continue
         tables = parse_tables(text)
@@ -138,7 +143,7 @@ def attention(check: Check, py: str, cuda: bool) -> None:
         check.add(f"attention {label}", status(rc, seconds), "ours vs explicit form, 56x56x256, batch 8" if cuda
                   else "toy size (dry run)", seconds)
         for row in rows:
-            check.add(f"  {label} {row[0]}", column(headers, row, "targets"),
+            check.add(f"  {label.split()[0]} {row[0]}", column(headers, row, "targets"),
                       f"speed {column(headers, row, 'speed (ref/ours)')}, memory "
                       f"{column(headers, row, 'mem (ours/ref)')}x, ours {column(headers, row, 'ours ms')} ms "
                       f"{column(headers, row, 'ours MiB')} MiB, max abs diff {column(headers, row, 'max abs diff')}")

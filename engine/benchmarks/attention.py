@@ -22,9 +22,19 @@ Precision: float32 by default; ``--amp bf16`` runs both forms under bf16 autocas
 column then shows bf16 rounding). On CUDA, ``--tf32 on|off`` sets TF32 for both forms' float32
 matmuls and convolutions (default: PyTorch's own defaults, TF32 convolutions and full float32
 matmuls; the title says which); the fused attention kernels do not follow these switches.
+
+Constructor arguments: ``--kwargs KEY=VALUE ...`` (values are Python literals, else strings) go to
+every named module, e.g. ``--names nonlocal,nonlocal_st --kwargs sub_sample=False``; a reference
+recomputes the module from its own parameters and settings, so both forms compute the same
+function (the row label shows the arguments). Zero-initialised parameters (the BN scale of blocks
+that start as the identity, residual gates) get small random values before measuring, so the max
+abs diff column compares the attention paths rather than two identities; a difference beyond
+rounding (1e-4 of the output's largest magnitude in float32, 0.1 under autocast, a coarse check
+there) marks the row ``DIFFERS``.
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import os
@@ -34,11 +44,15 @@ import sys
 
 import torch
 
+from engine.errors import InputError
+
 from .common import format_table, median_time
 
 LONG_RANGE = ("nonlocal", "nonlocal_st", "cc", "ema", "mhsa", "detr")
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 TEMPORAL_FAMILIES = ("temporal", "spatiotemporal")
+# max abs diff over the output's largest magnitude beyond which the two forms differ (not rounding)
+DIFF_TOLERANCE = {"none": 1e-4, "bf16": 0.1, "fp16": 0.1}
 
 
 def add_arguments(parser):
@@ -56,6 +70,42 @@ def add_arguments(parser):
                              "defaults, TF32 convolutions and full float32 matmuls)")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (0: torch's default; 1 is steadier on a shared machine)")
+    parser.add_argument("--kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="constructor arguments for every named module, and so for its reference, which "
+                             "reads the module (e.g. sub_sample=False); values are Python literals, else strings")
+
+
+def parse_kwargs(items) -> dict:
+    """``["sub_sample=False", "mode=dot"]`` -> ``{"sub_sample": False, "mode": "dot"}``."""
+    kwargs = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise InputError(f"--kwargs takes KEY=VALUE pairs (e.g. sub_sample=False), got {item!r}")
+        try:
+            kwargs[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            kwargs[key] = text
+    return kwargs
+
+
+def check_kwargs(names, kwargs: dict) -> None:
+    """Every named module must take every argument: one that silently ignored it would be
+    measured with its defaults under a label that says otherwise."""
+    from models.attention import get_attention_class
+    for name in names:
+        params = inspect.signature(get_attention_class(name).__init__).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        unknown = [k for k in kwargs if k not in params or k in ("self", "channels")]
+        if unknown:
+            accepted = ", ".join(p for p in params if p not in ("self", "channels"))
+            raise InputError(f"--kwargs: {name} takes no argument {', '.join(unknown)} (it takes: {accepted}); "
+                             f"benchmark modules with other arguments in separate runs")
+
+
+def label(name: str, kwargs: dict) -> str:
+    return " ".join([name, *(f"{k}={v}" for k, v in kwargs.items())])
 
 
 def collect_references() -> dict:
@@ -79,7 +129,18 @@ def build(name: str, args):
         kwargs["num_classes"] = args.num_classes
     if "dropout" in params:                          # references compare deterministic forwards
         kwargs["dropout"] = 0.0
+    kwargs.update(parse_kwargs(getattr(args, "kwargs", None)))
     return build_attention(name, channels=args.channels, **kwargs)
+
+
+def unzero(module) -> None:
+    """Small random values for the parameters initialised to zero (identity-at-init blocks, gates),
+    so that the output depends on the attention path and the forms' difference means something."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.numel() and not p.any():
+                p.copy_(0.1 * torch.randn(p.shape, generator=generator))
 
 
 def make_input(module, args, h: int, w: int, device) -> torch.Tensor:
@@ -139,18 +200,22 @@ def timed_pair(ours, reference, module, device: torch.device, repeats: int) -> t
     return statistics.median(t for t, _ in times), statistics.median(t for _, t in times)
 
 
-def max_difference(module, ref, x: torch.Tensor, amp=None) -> float:
-    """Eval mode, no grad: the reference first (EMA updates buffers only in training anyway)."""
+def max_difference(module, ref, x: torch.Tensor, amp=None) -> tuple[float, float]:
+    """Eval mode, no grad: the largest absolute difference of the two forms' outputs and the
+    reference output's largest magnitude."""
     module.eval()
     with torch.no_grad(), torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
-        diff = (module(x).float() - ref(module, x).float()).abs().max().item()
+        expected = ref(module, x).float()
+        diff = (module(x).float() - expected).abs().max().item()
     module.train()
-    return diff
+    return diff, expected.abs().max().item()
 
 
 def measure(name: str, ref, args, h: int, w: int, device: torch.device) -> list:
     torch.manual_seed(0)
-    module = build(name, args).to(device).train()
+    module = build(name, args).train()
+    unzero(module)
+    module.to(device)
     x = make_input(module, args, h, w, device)
     grad_out, amp = {}, AMP[args.amp]
     ours = forward_backward(module, module, x, grad_out, amp)
@@ -158,11 +223,12 @@ def measure(name: str, ref, args, h: int, w: int, device: torch.device) -> list:
     ours()                                           # fixes the output gradient
     t_ours, t_ref = timed_pair(ours, reference, module, device, args.repeats)
     m_ours, m_ref = peak_memory_mib(ours, module, device), peak_memory_mib(reference, module, device)
-    return [t_ours, t_ref, m_ours, m_ref, max_difference(module, ref, x, amp)]
+    return [t_ours, t_ref, m_ours, m_ref, *max_difference(module, ref, x, amp)]
 
 
-def verdict(name: str, t_ours: float, t_ref: float, m_ours: float, m_ref: float, largest: bool) -> str:
-    notes = []
+def verdict(name: str, t_ours: float, t_ref: float, m_ours: float, m_ref: float, largest: bool,
+            differs: bool = False) -> str:
+    notes = ["DIFFERS"] if differs else []
     if t_ours > 1.1 * t_ref:
         notes.append("slower")
     if largest and name in LONG_RANGE:
@@ -185,19 +251,23 @@ def run(args) -> str:
     unknown = [n for n in names if n not in refs]
     if unknown:
         raise SystemExit(f"no reference for {unknown}; available: {', '.join(sorted(refs))}")
+    kwargs = parse_kwargs(args.kwargs)
+    check_kwargs(names, kwargs)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     rows = []
     for name in names:
+        row_label = label(name, kwargs)
         for i, (h, w) in enumerate(sizes):
-            print(f"[attention benchmark] {name} {h}x{w}", file=sys.stderr, flush=True)
+            print(f"[attention benchmark] {row_label} {h}x{w}", file=sys.stderr, flush=True)
             try:
-                t_ours, t_ref, m_ours, m_ref, diff = measure(name, refs[name], args, h, w, device)
+                t_ours, t_ref, m_ours, m_ref, diff, scale = measure(name, refs[name], args, h, w, device)
             except Exception as err:  # one module failing must not hide the others
-                rows.append([name, f"{h}x{w}", *["-"] * 7, f"error: {type(err).__name__}: {str(err)[:60]}"])
+                rows.append([row_label, f"{h}x{w}", *["-"] * 7, f"error: {type(err).__name__}: {str(err)[:60]}"])
                 continue
-            rows.append([name, f"{h}x{w}", f"{t_ours * 1e3:.1f}", f"{t_ref * 1e3:.1f}", f"{t_ref / t_ours:.2f}x",
+            differs = not diff <= DIFF_TOLERANCE[args.amp] * max(scale, 1.0)
+            rows.append([row_label, f"{h}x{w}", f"{t_ours * 1e3:.1f}", f"{t_ref * 1e3:.1f}", f"{t_ref / t_ours:.2f}x",
                          f"{m_ours:.1f}", f"{m_ref:.1f}", f"{m_ours / max(m_ref, 1e-9):.3f}", f"{diff:.1e}",
-                         verdict(name, t_ours, t_ref, m_ours, m_ref, i == len(sizes) - 1)])
+                         verdict(name, t_ours, t_ref, m_ours, m_ref, i == len(sizes) - 1, differs)])
     precision = {"none": "float32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[args.amp]
     if device.type == "cuda":
         precision += (f", TF32 matmul {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'} / conv "
