@@ -52,7 +52,7 @@ def load_clip(cfg, path: str):
     from datasets.action_transforms import build_action_transform
     from datasets.tracklet_dataset import read_frames
     from datasets.transforms import build_reid_transform
-    from datasets.video_reader import open_video
+    from datasets.video_reader import VideoReadError, open_video
     d = cfg.DATA
     if os.path.isdir(path):
         files = tracklet_frames(path)
@@ -60,9 +60,12 @@ def load_clip(cfg, path: str):
         raw = read_frames([files[i] for i in idx])
     else:
         size = (tuple(d.DECODE_SIZE) or None) if cfg.TASK == "action" else None
-        with open_video(path, size=size) as video:
-            idx = clip_frame_indices(cfg, video.num_frames)
-            raw = video.read(idx)
+        try:
+            with open_video(path, size=size) as video:
+                idx = clip_frame_indices(cfg, video.num_frames)
+                raw = video.read(idx)
+        except VideoReadError as err:
+            raise InputError(f"{err}: pass a readable video file or a folder of frames") from err
     if cfg.TASK == "action":
         transform = build_action_transform(False, crop_size=d.CROP_SIZE, short_side=d.SHORT_SIDE)
     else:

@@ -38,8 +38,39 @@ def input_size(cfg) -> tuple[int, int]:
     return (d.HEIGHT, d.WIDTH) if cfg.TASK == "reid" else (d.CROP_SIZE, d.CROP_SIZE)
 
 
+def check_model_names(cfg) -> None:
+    """The backbone, attention and aggregator names of the config exist: else a one-line
+    ``ConfigError`` naming the key and the closest names (before anything is built)."""
+    import difflib
+    from models.attention import get_attention_class, list_attention
+    from models.backbones.factory import list_backbones
+    m = cfg.MODEL
+
+    def unknown(key, name, known):
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        return ConfigError(f"{key} {name!r} is unknown{hint} Known: {', '.join(known)}")
+
+    if m.BACKBONE.NAME.lower() not in list_backbones():
+        raise unknown("MODEL.BACKBONE.NAME", m.BACKBONE.NAME, list_backbones())
+    for key, name, kinds in (("MODEL.BACKBONE.ATTENTION.NAME", m.BACKBONE.ATTENTION.NAME, ("block",)),
+                             ("MODEL.AGGREGATOR.NAME", m.AGGREGATOR.NAME, ("aggregator",))):
+        extra = ["avg", "max"] if key == "MODEL.AGGREGATOR.NAME" else [""]
+        if name in extra:
+            continue
+        known = extra + [n for n in list_attention() if get_attention_class(n).kind in kinds]
+        try:
+            cls = get_attention_class(name)
+        except KeyError:
+            raise unknown(key, name, [k for k in known if k]) from None
+        if cls.kind not in kinds:
+            raise ConfigError(f"{key} {name!r} is of kind {cls.kind!r}, not {kinds[0]!r}: choose one of "
+                              f"{', '.join(k for k in known if k)}")
+
+
 def build_backbone_from_cfg(cfg):
     from models.backbones import ResNet2D
+    check_model_names(cfg)
     b = cfg.MODEL.BACKBONE
     att = b.ATTENTION
     common = dict(num_frames=cfg.DATA.SEQ_LEN, attention=att.NAME or None, stages=list(att.STAGES),
@@ -124,7 +155,7 @@ def reid_decode_device(cfg) -> torch.device | None:
     ``auto`` takes the GPU when the model runs on CUDA and nvjpeg works there."""
     choice = cfg.DATA.DECODE_DEVICE
     if choice not in ("cpu", "cuda", "auto"):
-        raise ValueError(f"DATA.DECODE_DEVICE must be cpu, cuda or auto, got {choice!r}")
+        raise ConfigError(f"DATA.DECODE_DEVICE must be cpu, cuda or auto, got {choice!r}")
     if choice == "cpu":
         return None
     device = du.resolve_device(cfg.MODEL.DEVICE)
@@ -132,7 +163,7 @@ def reid_decode_device(cfg) -> torch.device | None:
     if device.type == "cuda" and gpu_jpeg_works(device):
         return device
     if choice == "cuda":
-        raise ValueError(f"DATA.DECODE_DEVICE cuda needs a model on CUDA with nvjpeg decoding (MODEL.DEVICE "
+        raise ConfigError(f"DATA.DECODE_DEVICE cuda needs a model on CUDA with nvjpeg decoding (MODEL.DEVICE "
                          f"{cfg.MODEL.DEVICE!r} resolves to {device}); use cpu or auto")
     return None
 

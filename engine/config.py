@@ -208,7 +208,7 @@ _C.DATA.DECODE_DEVICE = "cpu"        # re-ID frames: cpu (JPEGs decoded in the w
                                      # runs on CUDA and nvjpeg works there, else cpu). Default cpu: the GPU path
                                      # is tested on the CPU only so far (no GPU run yet)
 _C.DATA.NUM_WORKERS = 2
-_C.DATA.MAX_BROKEN_SHARE = 0.1       # action: stop when more than this share of the videos is unreadable
+_C.DATA.MAX_BROKEN_SHARE = 0.1       # stop when more than this share of the videos (or MARS frames) is unreadable
 _C.DATA.NUM_IDS = 8                  # P identities per batch
 _C.DATA.NUM_INSTANCES = 4            # K tracklets per identity
 _C.DATA.BATCH_SIZE = 16              # action training batch
@@ -272,8 +272,37 @@ def load_config(path: str | None = None, overrides: list | None = None, freeze: 
     return cfg
 
 
+# string keys with a fixed set of values (a typo would otherwise crash late or, for NECK_FEAT,
+# silently pick the other branch)
+CHOICES = {
+    "MODEL.HEAD.NECK_FEAT": ("after", "before"),
+    "DATA.DECODE_DEVICE": ("cpu", "cuda", "auto"),
+    "DATA.TRAIN_CROP": ("multiscale", "random_resized"),
+    "SOLVER.AMP_DTYPE": ("bfloat16", "float16"),
+    "LOSS.TRIPLET_METRIC": ("euclidean", "cosine"),
+    "TEST.DISTANCE": ("euclidean", "cosine"),
+}
+SAMPLE_CHOICES = {"reid": ("random", "evenly", "dense", "all"), "action": ("tsn", "dense")}
+
+
+def _value(cfg: CfgNode, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
 def check_values(cfg: CfgNode, source: str = "config") -> None:
-    """Values that have a type but not a meaning (a share outside [0, 1]) are a ``ConfigError``."""
+    """Values that have a type but not a meaning (a share outside [0, 1], a name that is not
+    one of its key's choices) are a ``ConfigError``."""
+    choices = dict(CHOICES)
+    if cfg.TASK in SAMPLE_CHOICES:
+        choices["DATA.TRAIN_SAMPLE"] = choices["DATA.TEST_SAMPLE"] = SAMPLE_CHOICES[cfg.TASK]
+    for key, allowed in choices.items():
+        value = _value(cfg, key)
+        if value not in allowed:
+            task = f" for TASK {cfg.TASK}" if key.endswith("_SAMPLE") else ""
+            raise ConfigError(f"{source}: {key} must be one of {', '.join(allowed)}{task}, got {value!r}")
     share = cfg.DATA.MAX_BROKEN_SHARE
     if not 0.0 <= share <= 1.0:
         raise ConfigError(f"{source}: DATA.MAX_BROKEN_SHARE must lie in [0, 1] (a share of the videos or frames: "

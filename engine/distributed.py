@@ -145,7 +145,8 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError("MODEL.DEVICE is 'cuda' but no CUDA device is available (use cpu or auto)")
+            raise ConfigError(f"MODEL.DEVICE is {name!r} but no CUDA device is available here: "
+                              "set MODEL.DEVICE cpu or auto")
         if name == "cuda" and "LOCAL_RANK" in os.environ:
             name = f"cuda:{os.environ['LOCAL_RANK']}"
     elif name != "cpu":

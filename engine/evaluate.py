@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .build import build_model
+from .build import build_model, check_model_names
 from .checkpoint import check_task, checkpoint_classes, load_checkpoint, read_checkpoint
 from .errors import CheckpointError
 from .config import load_config
@@ -18,6 +18,7 @@ def load_trained(config_path: str, checkpoint: str, overrides=(), task_needed: b
     cfg = load_config(config_path, list(overrides))
     setup_logging(None)
     device = resolve_device(cfg.MODEL.DEVICE)
+    check_model_names(cfg)
     ckpt = read_checkpoint(checkpoint)
     check_task(ckpt, cfg.TASK, checkpoint)
     task = build_task(cfg, classes=checkpoint_classes(ckpt), train=False) if task_needed else None

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import distributed as du
-from .build import build_model, build_optimizer, build_scheduler
+from .build import build_model, build_optimizer, build_scheduler, check_model_names
 from .checkpoint import atomic_save, load_checkpoint, read_checkpoint, save_checkpoint, unwrap
 from .criterion import build_criterion
 from .errors import ConfigError
@@ -70,6 +70,7 @@ class Trainer:
     def __init__(self, cfg, resume: str | None = None, overwrite: bool = False):
         self.cfg = cfg
         self.device = du.resolve_device(cfg.MODEL.DEVICE)
+        check_model_names(cfg)  # a misspelt name fails before any data is read or file written
         du.init_from_env(self.device)
         self.rank, self.world = du.rank(), du.world_size()
         ckpt = read_checkpoint(resume) if resume else None  # a bad file fails before anything is built

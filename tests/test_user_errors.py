@@ -130,14 +130,47 @@ CASES = {  # name: (build(tmp_path) -> command, words the line must hold)
     "unknown-device": (lambda t: ["train.py", REID_CFG, "MODEL.DEVICE", "gpu"], ["MODEL.DEVICE", "'gpu'"]),
     "folder-to-infer": (lambda t: ["infer.py", ACTION_CFG, "--checkpoint", _reid_checkpoint(t / "r.pth"), t],
                         ["is a folder", "*.mp4"]),
+    "cuda-device-without-gpu": (lambda t: _without_cuda(["train.py", REID_CFG, "MODEL.DEVICE", "cuda",
+                                                         "OUTPUT_DIR", t / "out"]),
+                                ["MODEL.DEVICE", "no CUDA device", "cpu or auto"]),
+    "unknown-backbone": (lambda t: ["train.py", REID_CFG, "MODEL.BACKBONE.NAME", "resnet19", "OUTPUT_DIR", t / "out"],
+                         ["MODEL.BACKBONE.NAME", "'resnet19'", "'resnet18'"]),
+    "unknown-attention": (lambda t: ["train.py", REID_CFG, "MODEL.BACKBONE.ATTENTION.NAME", "cbamm",
+                                     "OUTPUT_DIR", t / "out"], ["MODEL.BACKBONE.ATTENTION.NAME", "'cbam'"]),
+    "block-as-aggregator": (lambda t: ["train.py", REID_CFG, "MODEL.AGGREGATOR.NAME", "se", "OUTPUT_DIR", t / "out"],
+                            ["MODEL.AGGREGATOR.NAME", "'block'", "stgcn"]),
+    "misspelt-choice": (lambda t: ["train.py", REID_CFG, "MODEL.HEAD.NECK_FEAT", "afterr", "OUTPUT_DIR", t / "out"],
+                        ["MODEL.HEAD.NECK_FEAT", "after, before", "'afterr'"]),
+    "sampler-of-the-other-task": (lambda t: ["train.py", REID_CFG, "DATA.TRAIN_SAMPLE", "tsn", "OUTPUT_DIR", t / "out"],
+                                  ["DATA.TRAIN_SAMPLE", "TASK reid", "'tsn'"]),
+    "unknown-decode-device": (lambda t: ["train.py", REID_CFG, "DATA.DECODE_DEVICE", "gpu", "OUTPUT_DIR", t / "out"],
+                              ["DATA.DECODE_DEVICE", "cpu, cuda, auto"]),
+    "test-with-unknown-attention": (lambda t: ["test.py", REID_CFG, "--checkpoint", _reid_checkpoint(t / "r.pth"),
+                                               "MODEL.BACKBONE.ATTENTION.NAME", "cbamm"],
+                                    ["MODEL.BACKBONE.ATTENTION.NAME", "'cbam'"]),
+    "synthetic-into-a-file": (lambda t: ["make_synthetic.py", "mars", _file(t / "out")], ["out", "is a file"]),
+    "synthetic-one-camera": (lambda t: ["make_synthetic.py", "mars", t / "out", "--cameras", "1"],
+                             ["--cameras", "at least 2"]),
+    "zoo-unknown-name": (lambda t: ["zoo.py", "--paper", "--names", "se", "nosuch"], ["--names", "'nosuch'"]),
 }
+
+
+def _without_cuda(command):
+    if torch.cuda.is_available():
+        pytest.skip("MODEL.DEVICE cuda is valid where CUDA is present")
+    return command
+
+
+def _file(path):
+    path.write_text("not a folder")
+    return path
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_expected_user_error_is_one_line(name, tmp_path, run_tool):
     build, words = CASES[name]
     assert_one_line_error(run_tool(*build(tmp_path)), *words)
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() or (tmp_path / "out").read_text() == "not a folder"
 
 
 def test_as_a_real_process_refused_in_one_line_and_debug_shows_the_traceback(malicious, tmp_path):
@@ -194,3 +227,18 @@ def test_malicious_pretrained_weights_are_refused(malicious, tmp_path, run_tool,
     line = assert_one_line_error(run_tool("train.py", REID_CFG, "DATA.ROOT", tiny_mars[0], "MODEL.PRETRAINED", path,
                                           "OUTPUT_DIR", tmp_path / "run"), str(path), "refused")
     assert "pretrained weights" in line and not marker.exists()
+
+
+def test_an_unreadable_video_for_attention_maps_is_an_input_error(tmp_path):
+    """``visualize.py attention`` with a missing or damaged video: a one-line ``InputError``
+    naming the file (it was a ``VideoReadError`` traceback)."""
+    from engine.attention_visualize import load_clip
+    from engine.config import load_config
+    from engine.errors import InputError
+    cfg = load_config(ACTION_CFG, [])
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(b"not a video" * 10)
+    for path, reason in ((tmp_path / "missing.mp4", "no such file"), (damaged, "damaged.mp4")):
+        with pytest.raises(InputError, match=reason) as info:
+            load_clip(cfg, str(path))
+        assert "readable video" in str(info.value) and "\n" not in str(info.value)

@@ -11,6 +11,7 @@ what a reader must do with it (40 no reader can open, 44 when not run as root; 3
 the demuxer). Far more than 10 % are broken, so train on it with ``DATA.DATASET video_folder
 DATA.ROOT OUT DATA.MAX_BROKEN_SHARE 0.9`` (the default 0.1 stops the run, as it should).
 """
+import os
 import time
 
 import _bootstrap
@@ -43,6 +44,14 @@ def main(argv=None):
     p.add_argument("--content", choices=["order", "motion"], default="order",
                    help="UCF101/HMDB51: classes differ in the order of coloured flashes or in motion direction")
     args = p.parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"{args.out!r} is a file, not a folder: pass a folder to write the dataset into")
+    for flag in ("--train-ids", "--test-ids", "--classes", "--videos-per-class", "--frames"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    if args.cameras < 2:
+        raise UserError(f"--cameras must be at least 2 (a query is matched on the other cameras), got {args.cameras}")
     t = time.perf_counter()
     if args.dataset == "mars":
         counts = synthetic.write_synthetic_mars(args.out, num_train_ids=args.train_ids, num_test_ids=args.test_ids,

@@ -14,7 +14,9 @@ import _bootstrap
 
 import torch
 
+from engine.errors import InputError
 from engine.zoo_table import format_table, zoo_rows
+from models.attention import get_attention_class
 
 
 def main(argv=None):
@@ -29,6 +31,11 @@ def main(argv=None):
                    help="the paper table: each module's ResNet-50 paper network against its paper")
     p.add_argument("--flops", action="store_true", help="with --paper: also count GFLOPs (slow)")
     args = p.parse_args(argv)
+    for name in args.names or ():
+        try:
+            get_attention_class(name)
+        except KeyError as err:
+            raise InputError(f"--names: {err.args[0]}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     progress = lambda n: print(f"measuring {n} ...", file=sys.stderr, flush=True)  # noqa: E731
