@@ -66,7 +66,7 @@ class GSoP(nn.Module):
     ``reduce_stride`` (official: 2 in the first ResNet stage, 1 elsewhere) defaults to 1.
     Paper layout (official GSoP-Net1, ``main.py`` / ``resnet.py``): one block in the LAST
     bottleneck of each of the four stages, ``reduce_stride=2`` in layer1; ResNet-50 28.29M
-    parameters with the classifier. (GSoP-Net1 also runs layer4 at stride 1, 14x14 maps; the
+    parameters with the classifier (the figure quoted from the papers' tables, not re-read here). (GSoP-Net1 also runs layer4 at stride 1, 14x14 maps; the
     backbone's ``last_stride`` decides that here: parameters are the same, FLOPs are not.)
     """
 

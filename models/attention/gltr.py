@@ -25,8 +25,9 @@ class GLTR(nn.Module):
       ``T`` positions: ``f^(r)_t = sum_i W^(r)_i f_{t + r (i - 1)}``;
       ``R = [F^(r_1); ...; F^(r_N)]``, ``N d`` channels;
     * Temporal Self-Attention (Sec. 3.3): ``B = theta(R)``, ``C = phi(R)``, ``R' = g(R)`` (1x1
-      convs ``N d -> N d / alpha``, ``alpha = 2``), ``M = softmax(B^T C)`` over the ``T``
-      positions (no ``1/sqrt(d)``), ``F = W * (R' M) + R`` with ``W`` a 1x1 conv + BN whose
+      convs ``N d -> N d / alpha``, ``alpha = 2`` as the released code's inner width; the paper's
+      value not re-read, see (1)), ``M = softmax(B^T C)`` over the ``T`` positions (no
+      ``1/sqrt(d)``, as the released code), ``F = W * (R' M) + R`` with ``W`` a 1x1 conv + BN whose
       scale and shift start at 0 (released code), so TSA starts as the identity; run through
       ``scaled_dot_product_attention`` with ``scale=1``;
     * ``GLTR = mean_t F_t`` (``out_channels = N d``).
@@ -37,8 +38,9 @@ class GLTR(nn.Module):
     value                       ``variant="paper"`` (default)   ``variant="official"``
     ==========================  ==============================  ================================
     dilations                   (1, 2, 4): ``r_k = 2^(k-1)``,   (1, 2, 3) (``feat1-3`` in the
-                                Sec. 3.2 as we read it (1)      released ``resnet.py``)
-    undilated ``f`` in ``R``    no: ``R`` holds the N branches  yes (``x0``): 4 x 128 = 512-d
+                                our reading of Sec. 3.2, not    released ``resnet.py``)
+                                re-checked here (1)
+    undilated ``f`` in ``R``    no, ``R`` = the N branches (1)  yes (``x0``): 4 x 128 = 512-d
     output size                 N d = 384                       512
     dropout in TSA              none                            none
     frames per clip             16 adjacent (Sec. 4.2)          16 consecutive (``frames=16``);
@@ -47,7 +49,8 @@ class GLTR(nn.Module):
 
     (1) the stored copies of the paper reachable while writing this hold its abstract and the
     implementation paragraph (d = 128, 16 adjacent frames, batch 10, softmax loss, 256x128) but
-    not Sec. 3.2, so the dilations could not be re-checked there. ``dilations``, ``keep_input``
+    not Sec. 3.2-3.3, so the dilations and ``alpha`` could not be re-checked there; the
+    equations above follow the released code where the paper could not be read. ``dilations``, ``keep_input``
     and ``dropout`` override a variant; ``dropout`` (default 0, as both) would act on the TSA
     branch before the residual sum (the released code's only dropout, 0.5, sits in its
     training classifier head). Init as the released code: DTP weights ``N(0, 0.001)``. Any

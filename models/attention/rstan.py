@@ -36,17 +36,18 @@ class RSTAN(nn.Module):
       + U_s h_{t-1} + b_s))`` over the ``H*W`` positions, ``z_{t,tau} = sum_k alpha x_{tau,k}``;
     * temporal: ``beta_{t,tau} = softmax_tau(w_b^T tanh(W_b z_{t,tau} + U_b h_{t-1} + b_b))``,
       ``z_t = sum_tau beta_{t,tau} z_{t,tau}``;
-    * ``h_t = LSTM(z_t, h_{t-1})``; the paper predicts at every step and averages, so the clip
-      feature is ``mean_t h_t`` (``out_channels = hidden_size``), zero initial state.
+    * ``h_t = LSTM(z_t, h_{t-1})``; the clip feature is ``mean_t h_t`` (``out_channels =
+      hidden_size``; ours, as attention LSTMs that predict at every step and average), zero
+      initial state.
 
     With ``return_aux=True``, ``aux["losses"]`` holds doubly-stochastic attention regularisers
     (Xu et al. 2015, Sharma et al. 2015) over the steps, averaged over the clips:
     ``rstan_spatial = spatial_reg_weight * mean_tau sum_k (1 - sum_t alpha_{t,tau,k})^2`` and
     ``rstan_temporal = temporal_reg_weight * sum_tau (1 - sum_t beta_{t,tau})^2``.
 
-    What the paper states (abstract and Sec. 3, as far as reachable here): an LSTM whose input
-    at every step is a spatial-temporal attention over all sampled frames, driven by the
-    previous state (above); appearance and motion LSTMs fused by attention and trained jointly;
+    What the paper states (its abstract, the only part reachable here; the equations above are
+    our reading of that design, not re-checked against Sec. 3): an LSTM whose input at every
+    step is a spatial-temporal attention over all sampled frames, driven by the previous state; appearance and motion LSTMs fused by attention and trained jointly;
     an actor-attention regulariser. What is ours (the stored copies reachable while writing
     this hold only the abstract, so none of the paper's sizes or weights could be read):
     ``hidden_size = 512``, ``attention_dim = 256``, the box-free doubly-stochastic regularisers

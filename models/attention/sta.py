@@ -82,8 +82,9 @@ class STA(nn.Module):
       drawn at random for every clip (training only), added as ``lambda * Reg`` to the loss:
       ``aux["losses"]["sta_reg"] = reg_weight * mean_clips(Reg)``.
 
-    Paper values: ResNet-50 backbone, ``N = 4`` frames per clip and ``K = 4`` parts (the
-    ablations over N and K), Eq. 1-3, the two fusions, GAP then FC, softmax + triplet losses.
+    Paper values (as far as the copies reachable here show them; the full text could not be
+    re-read): ResNet-50 backbone, ``N = 4`` frames per clip and ``K = 4`` parts (the ablations
+    over N and K), Eq. 1-3, the two fusions, GAP then FC, softmax + triplet losses.
     Ours (the paper's values could not be read in the stored copies reachable here):
     ``reg_weight = 1.0`` (the paper's lambda), ``embed_dim = 1024`` (the width a public
     re-implementation, torchreid-style ``sta_p4``, uses after GAP; ``embed_dim=None`` keeps
