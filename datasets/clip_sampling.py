@@ -26,6 +26,8 @@ import numpy as np
 __all__ = ["tsn_segments", "dense_clip", "uniform_clips", "window_seconds", "ClipWindows", "ClipSampler",
            "build_clip_sampler"]
 
+MODES = ("tsn", "dense")  # clip sampling of action videos (DATA.TRAIN_SAMPLE / TEST_SAMPLE)
+
 
 def _check(num_frames: int, *positive: int) -> None:
     if num_frames < 1:
@@ -111,7 +113,7 @@ class ClipSampler:
     num_clips: int = 1
 
     def __post_init__(self):
-        if self.mode not in ("tsn", "dense"):
+        if self.mode not in MODES:
             raise ValueError(f"sampling mode must be 'tsn' or 'dense', got {self.mode!r}")
 
     @property

@@ -282,7 +282,6 @@ CHOICES = {
     "LOSS.TRIPLET_METRIC": ("euclidean", "cosine"),
     "TEST.DISTANCE": ("euclidean", "cosine"),
 }
-SAMPLE_CHOICES = {"reid": ("random", "evenly", "dense", "all"), "action": ("tsn", "dense")}
 
 
 def _value(cfg: CfgNode, key: str):
@@ -295,9 +294,12 @@ def _value(cfg: CfgNode, key: str):
 def check_values(cfg: CfgNode, source: str = "config") -> None:
     """Values that have a type but not a meaning (a share outside [0, 1], a name that is not
     one of its key's choices) are a ``ConfigError``."""
+    from datasets.clip_sampling import MODES as ACTION_SAMPLES   # the samplers' own lists
+    from datasets.frame_sampling import METHODS as REID_SAMPLES
     choices = dict(CHOICES)
-    if cfg.TASK in SAMPLE_CHOICES:
-        choices["DATA.TRAIN_SAMPLE"] = choices["DATA.TEST_SAMPLE"] = SAMPLE_CHOICES[cfg.TASK]
+    samples = {"reid": REID_SAMPLES, "action": ACTION_SAMPLES}.get(cfg.TASK)
+    if samples:
+        choices["DATA.TRAIN_SAMPLE"] = choices["DATA.TEST_SAMPLE"] = samples
     for key, allowed in choices.items():
         value = _value(cfg, key)
         if value not in allowed:
