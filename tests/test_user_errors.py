@@ -242,3 +242,16 @@ def test_an_unreadable_video_for_attention_maps_is_an_input_error(tmp_path):
         with pytest.raises(InputError, match=reason) as info:
             load_clip(cfg, str(path))
         assert "readable video" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["attention", "--sizes", "14", "--names", "se"], ["--sizes", "'14'"]),
+    (["attention", "--device", "gpu", "--names", "se"], ["--device", "'gpu'"]),
+    (["train-step", "--device", "gpu"], ["--device", "'gpu'"]),
+], ids=["sizes", "attention-device", "train-step-device"])
+def test_benchmark_arguments_are_checked_by_the_parser(args, words, run_tool):
+    """A bad benchmark size or device is argparse's usage error (exit 2), not a traceback."""
+    proc = run_tool("benchmark.py", *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "error:" in last and all(w in last for w in words), last

@@ -55,15 +55,23 @@ TEMPORAL_FAMILIES = ("temporal", "spatiotemporal")
 DIFF_TOLERANCE = {"none": 1e-4, "bf16": 0.1, "fp16": 0.1}
 
 
+def map_sizes(text: str) -> list[tuple[int, int]]:
+    """``"28x28,56x56"`` -> ``[(28, 28), (56, 56)]`` (argparse reports a ``ValueError`` in one line)."""
+    sizes = [s.lower().split("x") for s in text.split(",")]
+    if not all(len(s) == 2 and all(v.strip().isdigit() and int(v) > 0 for v in s) for s in sizes):
+        raise ValueError(text)
+    return [(int(h), int(w)) for h, w in sizes]
+
+
 def add_arguments(parser):
     parser.add_argument("--names", default="", help="comma-separated module names (default: all with a reference)")
-    parser.add_argument("--sizes", default="28x28,56x56", help="comma-separated HxW map sizes")
+    parser.add_argument("--sizes", default="28x28,56x56", type=map_sizes, help="comma-separated HxW map sizes")
     parser.add_argument("--batch", type=int, default=8, help="frame maps per batch")
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--frames", type=int, default=4, help="T for aggregators and temporal blocks")
     parser.add_argument("--num-classes", type=int, default=10, help="for heads that need it")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--amp", choices=sorted(AMP), default="none", help="autocast dtype for both forms")
     parser.add_argument("--tf32", choices=["default", "on", "off"], default="default",
                         help="CUDA: TF32 for both forms' float32 matmuls and convolutions (default: PyTorch's "
@@ -253,7 +261,7 @@ def run(args) -> str:
         raise SystemExit(f"no reference for {unknown}; available: {', '.join(sorted(refs))}")
     kwargs = parse_kwargs(args.kwargs)
     check_kwargs(names, kwargs)
-    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    sizes = args.sizes
     rows = []
     for name in names:
         row_label = label(name, kwargs)

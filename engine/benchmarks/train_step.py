@@ -55,7 +55,7 @@ def add_arguments(p) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed epochs over the pre-loaded batches (median)")
     p.add_argument("--quick", action="store_true", help="fp32 only, one batch")
     p.add_argument("--batches", type=int, default=2, help="pre-loaded batches per timed epoch")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"], help="cuda when available with auto")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on a busy 2-core machine two threads wait on each other "
                         "at every parallel op, 5-7x slower for ResNet-18 at 32x16)")
