@@ -31,41 +31,73 @@ class PaperFigure:
     num_classes: int = 1000
     frames: int = 1
     checked: str = ""               # how the figure was confirmed when this table was made
+    official: int | None = None     # the official code's network, counted here (torch / prototxt)
+    official_from: str = ""         # which official file ``official`` was counted from
 
 
-# The papers' ResNet-50 figures. ``checked`` says how a figure was confirmed when this table was
-# made (the paper's abstract, the official code's README, a re-implementation's table); an empty
-# ``checked`` marks a figure quoted from the paper's table that could not be re-read here (a
-# figure to check). The layouts follow the papers / official code cited in each class.
-_BAM = PaperFigure(25.92e6, "BAM paper, ImageNet table", checked="PytorchInsight's re-implementation table: 25.92M")
+# The papers' ResNet-50 figures. ``checked`` says how a figure was confirmed (a table read in a
+# full-text copy, the official README, the paper's abstract); an empty ``checked`` marks a figure
+# whose paper table could not be read here (a figure to check). ``official`` is the parameter
+# count of the network the official code builds (1000 classes unless the figure says otherwise),
+# counted here from that code; tests/test_paper_layouts.py holds ours equal to it, exactly. The
+# layouts follow the papers / official code cited in each class.
+_BAM = dict(params=25.92e6, source="BAM paper, ImageNet table",
+            checked="PytorchInsight's re-implementation table: 25.92M")
 PAPER_FIGURES: dict[str, PaperFigure] = {
     "se": PaperFigure(28.09e6, "CBAM paper, ImageNet table (ResNet50 + SE)",
-                      checked="PytorchInsight's re-implementation table: 28.09M"),
+                      checked="PytorchInsight's re-implementation table: 28.09M",
+                      official=28_088_024, official_from="hujie-frank/SENet models/SE-ResNet-50.prototxt"),
     "cbam": PaperFigure(28.09e6, "CBAM paper, ImageNet table",
-                        checked="PytorchInsight's re-implementation table: 28.09M"),
-    "bam": _BAM,
-    "bam[variant=official]": _BAM,   # the paper's one figure for both formulations
-    "gsop": PaperFigure(28.29e6, "GSoP paper / ECA paper table (GSoP-Net1)"),
-    "fca": PaperFigure(28.07e6, "FcaNet paper, ImageNet table (FcaNet-50)"),
-    "srm": PaperFigure(25.62e6, "SRM paper, ImageNet table",
-                       checked="a public re-implementation counts 25,617,448"),
-    "gct": PaperFigure(25.68e6, "GCT paper, ImageNet table"),
-    "eca": PaperFigure(24.37e6, "ECA paper, abstract + ImageNet table", baseline=24.37e6,
-                       checked="abstract and official README: ECA-Net50 24.37M"),
+                        checked="PytorchInsight's re-implementation table: 28.09M", official=28_089_624,
+                        official_from="Jongchan/attention-module MODELS/model_resnet.py, att_type CBAM"),
+    # the paper's formulation (our default) is not in the official code; it also rounds to 25.92M
+    "bam": PaperFigure(**_BAM),
+    "bam[variant=official]": PaperFigure(**_BAM, official=25_915_099, official_from=(
+        "Jongchan/attention-module MODELS/model_resnet.py, att_type BAM")),
+    "gsop": PaperFigure(28.29e6, "GSoP paper, ImageNet table (GSoP-Net1; the ECA paper's Table 3 "
+                                 "lists GSoP-Net1 at 28.05M)", official=28_285_224, official_from=(
+                            "ZilinGao/Global-Second-order-Pooling-Convolutional-Networks "
+                            "torchvision/models/resnet.py, GSoP_mode 1, channel attention")),
+    "fca": PaperFigure(28.07e6, "FcaNet paper, ImageNet table (FcaNet-50)", official=28_071_976,
+                       official_from="cfzd/FcaNet model/fcanet.py fcanet50"),
+    "srm": PaperFigure(25.62e6, "SRM paper, ImageNet table", official=25_617_448,
+                       official_from="hyunjaelee410/style-based-recalibration-module models/resnet.py, srm"),
+    "gct": PaperFigure(25.68e6, "GCT paper, ImageNet table", official=25_624_625,
+                       official_from="z-x-yang/GCT PyTorch/resnet.py, 53 GCTs"),
+    "eca": PaperFigure(24.37e6, "ECA paper Table 3 and abstract: ResNet-50 and ECA-Net50 both 24.37M "
+                                "(units of 2^20, ECANet issue #35)", baseline=24.37e6,
+                       checked="Table 3 read in a full-text copy; official README table: ECA-Net50 24.37M"),
     "triplet": PaperFigure(25.56e6, "Triplet Attention paper, ImageNet table",
-                           checked="official README table: 25.56M"),
+                           checked="official README table: 25.56M", official=25_561_832,
+                           official_from="LandskapeAI/triplet-attention MODELS/resnet.py, TripletAttention"),
     "simam": PaperFigure(25.56e6, "SimAM paper, ImageNet table (no parameters)",
-                         checked="official README table: 25.56M"),
+                         checked="official README table: 25.56M", official=25_557_032,
+                         official_from="ZjjConan/SimAM networks/imagenet/resnet.py resnet50, simam"),
     "scconv": PaperFigure(25.56e6, "SCNet paper, ImageNet table (SCNet-50)",
-                          checked="official README table: 25.56M"),
-    "ge": PaperFigure(25.6e6, "GE paper, ImageNet table (GE-theta-minus)"),
+                          checked="official README table: 25.56M", official=25_564_584,
+                          official_from="MCG-NKU/SCNet scnet.py scnet50"),
+    "ge": PaperFigure(25.6e6, "GE paper, ImageNet table (GE-theta-minus)",
+                      checked="abstract: the parameter-free GE adds no learnable parameters to ResNet-50",
+                      official=25_557_032, official_from="hujie-frank/GENet models/RN50-GEPF.prototxt"),
+    "ge[variant=theta]": PaperFigure(31.11e6, "released RN50-GEP.prototxt (GE-theta)",
+                                     checked="counted here; the GE paper's table not re-read",
+                                     official=31_106_600, official_from="hujie-frank/GENet models/RN50-GEP.prototxt"),
+    "ge[variant=theta_plus]": PaperFigure(33.64e6, "released RN50-GEPP.prototxt (GE-theta-plus)",
+                                          checked="counted here; the GE paper's table not re-read",
+                                          official=33_637_592,
+                                          official_from="hujie-frank/GENet models/RN50-GEPP.prototxt"),
     "tam": PaperFigure(25.6e6, "TANet paper, Kinetics-400 table (TANet-50, 8 frames)",
-                       num_classes=400, frames=8),
-    "sasa": PaperFigure(18.0e6, "SASA paper Table 1 (ResNet-50, full attention)"),
+                       num_classes=400, frames=8, official=25_590_320, official_from=(
+                           "liu-zhy/temporal-adaptive-module ops/temporal_module.py on torchvision "
+                           "ResNet-50, 8 segments, 400 classes")),
+    "sasa": PaperFigure(18.0e6, "SASA paper Table 1 (ResNet-50)",
+                        checked="a re-implementation's README (leaderj1001) quotes the paper: 18.0M"),
 }
 CLIP_FRAMES = 8  # clip blocks without a paper figure: an 8-frame clip
 # Rows for named variants beside each module's default: label -> (module, constructor kwargs).
-VARIANT_ROWS = {"bam[variant=official]": ("bam", {"variant": "official"})}
+VARIANT_ROWS = {"bam[variant=official]": ("bam", {"variant": "official"}),
+                "ge[variant=theta]": ("ge", {"variant": "theta"}),
+                "ge[variant=theta_plus]": ("ge", {"variant": "theta_plus"})}
 
 
 @dataclass
@@ -172,9 +204,17 @@ def row_cells(row: PaperRow) -> tuple[str, ...]:
         paper += f" (on {fig.baseline / 1e6:.2f}M)"
     diff = "-" if row.diff is None else f"{100 * row.diff:+.2f}%"
     gflops = "-" if row.gflops is None else f"{row.gflops:.2f}"
-    source = "-" if fig is None else fig.source + (f"; {fig.checked}" if fig.checked else " (not re-read)")
+    source = "-" if fig is None else figure_source(fig)
     return (row.name, str(row.blocks), f"{row.params / 1e6:.2f}M", gflops, str(row.frames), paper,
             diff, source, row.layout)
+
+
+def figure_source(fig: PaperFigure) -> str:
+    """Where a figure is from, how it was confirmed, and the official code's own count."""
+    text = fig.source + (f"; {fig.checked}" if fig.checked else " (not re-read)")
+    if fig.official is not None:
+        text += f"; official code: {fig.official:,} ({fig.official_from})"
+    return text
 
 
 def format_paper_table(rows: list[PaperRow], markdown: bool = False) -> str:

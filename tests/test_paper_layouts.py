@@ -44,6 +44,14 @@ def test_resnet50_parameters_match_the_paper(name):
     assert abs(row.diff) <= 0.005, f"{name}: {row.params} vs {row.figure.params} ({100 * row.diff:+.2f}%)"
 
 
+@pytest.mark.parametrize("name", sorted(n for n, f in PAPER_FIGURES.items() if f.official is not None))
+def test_resnet50_parameters_equal_the_official_code(name):
+    """Ours is the official code's network to the parameter (its count, taken from that code)."""
+    row = paper_row(name)
+    assert row.error is None, row.error
+    assert row.params == PAPER_FIGURES[name].official, f"{name}: {row.params} vs official {PAPER_FIGURES[name].official}"
+
+
 def test_plain_resnet50_is_torchvision():
     import torchvision
     assert paper_network_params(None) == (0, sum(p.numel() for p in torchvision.models.resnet50().parameters()))

@@ -65,8 +65,9 @@ class GSoP(nn.Module):
     input follow the official code (no activation between the row-wise conv and ``fc`` there).
     ``reduce_stride`` (official: 2 in the first ResNet stage, 1 elsewhere) defaults to 1.
     Paper layout (official GSoP-Net1, ``main.py`` / ``resnet.py``): one block in the LAST
-    bottleneck of each of the four stages, ``reduce_stride=2`` in layer1; ResNet-50 28.29M
-    parameters with the classifier (the figure quoted from the papers' tables, not re-read here). (GSoP-Net1 also runs layer4 at stride 1, 14x14 maps; the
+    bottleneck of each of the four stages, ``reduce_stride=2`` in layer1; ResNet-50 28,285,224
+    parameters with the classifier, the count of the official code's network (the
+    papers' own tables not re-read here). (GSoP-Net1 also runs layer4 at stride 1, 14x14 maps; the
     backbone's ``last_stride`` decides that here: parameters are the same, FLOPs are not.)
     """
 
@@ -107,7 +108,10 @@ class ECA(nn.Module):
 
     ``w = sigmoid(conv1d_k(GAP(x)))`` (Eq. 14), a 1-D convolution without bias across the pooled
     channel vector, zero padding ``(k-1)/2``; ``k = psi(C)`` of Eq. 12 with ``gamma = 2, b = 1``
-    (C = 64 -> 3, 256 -> 5, 512 -> 5, 2048 -> 7) unless ``kernel_size`` is given.
+    (C = 64 -> 3, 256 -> 5, 512 -> 5, 2048 -> 7) unless ``kernel_size`` is given. In ResNet-50
+    Eq. 12 gives k = 5, 5, 5, 7 per stage (86 parameters); the released ECA-Net50
+    (``eca_resnet50_k3557``) uses 3, 5, 5, 7 (80, the abstract's figure): pass ``kernel_size=3``
+    in stage 1 for that model.
     """
 
     placement = "post"
