@@ -3,7 +3,9 @@ per-item seeding that keeps ``--resume`` exact, and shards without padding for e
 
 Per-item seeding: the training sampler tags every index with the epoch (``EpochTagged``) and the
 dataset wrapper (``EpochSeeded``) seeds Python's, NumPy's and torch's global RNGs from
-``(seed, epoch, index)`` before loading the item. A clip's random crop, flip or frame choice is
+``(seed, epoch, index)`` before loading the item; an index the sampler repeats within an epoch (the
+P x K sampler does, for identities with fewer than K tracklets) adds its occurrence number, so each
+repeat gets its own augmentation. A clip's random crop, flip or frame choice is
 then a function of those three numbers alone: the same whether the worker was started this epoch
 or (persistent workers) several epochs ago, whichever worker draws it and however many workers
 there are, so a resumed run sees the very batches of an uninterrupted one. The wrapper also hands
@@ -22,13 +24,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 PREFETCH_FACTOR = 4  # batches each worker keeps ready (DataLoader's default is 2)
 
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed drawn from ``(seed, epoch, index)`` (NumPy's SeedSequence mixing)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+def item_seed(seed: int, epoch: int, index: int, repeat: int = 0) -> int:
+    """A 63-bit seed drawn from ``(seed, epoch, index)``, plus ``repeat`` for the second and later
+    draws of an index in one epoch (NumPy's SeedSequence mixing)."""
+    entropy = [seed, epoch, index] + ([repeat] if repeat else [])
+    return int(np.random.SeedSequence(entropy).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
 
 
 class EpochTagged(Sampler):
-    """Wraps a sampler: yields ``(epoch, index)``; ``set_epoch`` reaches the wrapped sampler too."""
+    """Wraps a sampler: yields ``(epoch, index, repeat)`` (``repeat``: earlier draws of ``index``
+    this epoch); ``set_epoch`` reaches the wrapped sampler too."""
 
     def __init__(self, sampler: Sampler):
         self.sampler, self.epoch = sampler, 0
@@ -45,8 +50,11 @@ class EpochTagged(Sampler):
         return getattr(self.sampler, name)
 
     def __iter__(self):
-        epoch = self.epoch
-        return ((epoch, int(i)) for i in self.sampler)
+        epoch, seen = self.epoch, {}
+        for i in self.sampler:
+            i = int(i)
+            seen[i] = seen.get(i, -1) + 1
+            yield epoch, i, seen[i]
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -73,22 +81,22 @@ class EpochSeeded(Dataset):
             self.dataset.set_epoch(epoch)
         self.epoch = epoch
 
-    def _load(self, epoch: int, index: int):
+    def _load(self, epoch: int, index: int, repeat: int):
         self.set_epoch(epoch)
-        s = item_seed(self.seed, epoch, index)
+        s = item_seed(self.seed, epoch, index, repeat)
         random.seed(s)
         np.random.seed(s % 2 ** 32)
         torch.default_generator.manual_seed(s)     # the CPU generator only: CUDA's stays the trainer's
         return self.dataset[index]
 
     def __getitem__(self, key):
-        epoch, index = key
+        epoch, index, repeat = key
         if get_worker_info() is not None:         # a worker's RNG serves only its items
-            return self._load(epoch, index)
+            return self._load(epoch, index, repeat)
         py, npy = random.getstate(), np.random.get_state()
         with torch.random.fork_rng(devices=[]):
             try:
-                return self._load(epoch, index)
+                return self._load(epoch, index, repeat)
             finally:
                 random.setstate(py)
                 np.random.set_state(npy)

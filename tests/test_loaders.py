@@ -91,3 +91,25 @@ def test_a_batch_fetching_dataset_is_still_seeded_item_by_item():
                          sampler=SequentialSampler(range(12)), train=True, seed=3)
     assert torch.equal(epochs(loader, [0])[0], epochs(make_loader(RandomItems(), batch_size=4, num_workers=0,
                        pin_memory=False, sampler=SequentialSampler(range(12)), train=True, seed=3), [0])[0])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_index_drawn_twice_in_an_epoch_gets_its_own_random_draws(workers):
+    """The P x K sampler repeats the tracklets of an identity with fewer than K: each repeat
+    gets its own crop, flip and erasing (a batch of two identical clips teaches nothing), and
+    the repeats stay a function of (seed, epoch, index, occurrence), so resume stays exact."""
+    order = [3, 5, 3, 3, 7, 5]
+
+    def batches():
+        loader = make_loader(RandomItems(), batch_size=3, num_workers=workers, pin_memory=False,
+                             sampler=order, train=True, seed=3)
+        return epochs(loader, [2])[0]
+    first = batches()
+    assert first[:, 0].tolist() == order
+    for col in range(2, 5):
+        draws = first[:, col].tolist()
+        assert len(set(draws)) == len(order), (col, draws)      # repeats of 3 and 5 differ too
+    assert torch.equal(first, batches())                        # still reproducible
+    single = make_loader(RandomItems(), batch_size=1, num_workers=0, pin_memory=False, sampler=[3], train=True,
+                         seed=3)
+    assert torch.equal(epochs(single, [2])[0][0], first[0])     # a first draw is seeded as before
