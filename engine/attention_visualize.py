@@ -57,7 +57,12 @@ def load_clip(cfg, path: str):
     if os.path.isdir(path):
         files = tracklet_frames(path)
         idx = clip_frame_indices(cfg, len(files))
-        raw = read_frames([files[i] for i in idx])
+        try:
+            raw = read_frames([files[i] for i in idx])
+        except (OSError, ValueError, RuntimeError) as err:   # missing, empty, corrupt or odd-sized frames
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"the frames of {path!r} cannot be read ({reason}): pass a folder of readable "
+                             "images of one size") from err
     else:
         size = (tuple(d.DECODE_SIZE) or None) if cfg.TASK == "action" else None
         try:

@@ -230,18 +230,22 @@ def test_malicious_pretrained_weights_are_refused(malicious, tmp_path, run_tool,
 
 
 def test_an_unreadable_video_for_attention_maps_is_an_input_error(tmp_path):
-    """``visualize.py attention`` with a missing or damaged video: a one-line ``InputError``
-    naming the file (it was a ``VideoReadError`` traceback)."""
+    """``visualize.py attention`` with a missing or damaged video or frame folder: a one-line
+    ``InputError`` naming it (it was a ``VideoReadError`` / ``ValueError`` traceback)."""
     from engine.attention_visualize import load_clip
     from engine.config import load_config
     from engine.errors import InputError
     cfg = load_config(ACTION_CFG, [])
     damaged = tmp_path / "damaged.mp4"
     damaged.write_bytes(b"not a video" * 10)
-    for path, reason in ((tmp_path / "missing.mp4", "no such file"), (damaged, "damaged.mp4")):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "0001.jpg").write_bytes(b"")
+    (frames / "0002.jpg").write_bytes(b"not a jpeg")
+    for path, reason in ((tmp_path / "missing.mp4", "no such file"), (damaged, "damaged.mp4"), (frames, "frames")):
         with pytest.raises(InputError, match=reason) as info:
             load_clip(cfg, str(path))
-        assert "readable video" in str(info.value) and "\n" not in str(info.value)
+        assert "readable" in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("args, words", [
