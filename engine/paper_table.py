@@ -91,7 +91,9 @@ PAPER_FIGURES: dict[str, PaperFigure] = {
                            "liu-zhy/temporal-adaptive-module ops/temporal_module.py on torchvision "
                            "ResNet-50, 8 segments, 400 classes")),
     "sasa": PaperFigure(18.0e6, "SASA paper Table 1 (ResNet-50)",
-                        checked="a re-implementation's README (leaderj1001) quotes the paper: 18.0M"),
+                        checked="abstract: 29% fewer parameters than ResNet-50 (ours: 29.4%); a "
+                                "re-implementation's README (leaderj1001) quotes Table 1: 18.0M; the "
+                                "official repository holds no code"),
 }
 CLIP_FRAMES = 8  # clip blocks without a paper figure: an 8-frame clip
 # Rows for named variants beside each module's default: label -> (module, constructor kwargs).
