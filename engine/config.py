@@ -305,6 +305,11 @@ def check_values(cfg: CfgNode, source: str = "config") -> None:
         if value not in allowed:
             task = f" for TASK {cfg.TASK}" if key.endswith("_SAMPLE") else ""
             raise ConfigError(f"{source}: {key} must be one of {', '.join(allowed)}{task}, got {value!r}")
+    from .files import file_in_the_way
+    blocked = file_in_the_way(cfg.OUTPUT_DIR)
+    if blocked:
+        raise ConfigError(f"{source}: OUTPUT_DIR {cfg.OUTPUT_DIR!r} cannot be a folder: {blocked!r} is a file; "
+                          "set OUTPUT_DIR to a folder")
     share = cfg.DATA.MAX_BROKEN_SHARE
     if not 0.0 <= share <= 1.0:
         raise ConfigError(f"{source}: DATA.MAX_BROKEN_SHARE must lie in [0, 1] (a share of the videos or frames: "

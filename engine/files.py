@@ -16,10 +16,22 @@ import re
 import tempfile
 import time
 
-__all__ = ["atomic_write", "remove_stale_temporaries", "STALE_AFTER_S"]
+__all__ = ["atomic_write", "remove_stale_temporaries", "STALE_AFTER_S", "file_in_the_way"]
 
 PREFIX = ".tmp-"
 STALE_AFTER_S = 600.0
+
+
+def file_in_the_way(folder: str) -> str | None:
+    """The existing file (not a folder) that stops ``folder`` from being created or used, if any:
+    ``folder`` itself or one of its parents."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return None if os.path.isdir(path) else path
 
 
 def _umask() -> int:

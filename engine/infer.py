@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .errors import InputError
 from .evaluate import load_trained
-from .files import atomic_write
+from .files import atomic_write, file_in_the_way
 from .trainer import amp_dtype
 
 __all__ = ["infer_videos", "sliding_windows", "format_result", "write_results"]
@@ -158,6 +158,9 @@ def infer_videos(config: str, checkpoint: str, videos, out: str | None = None, o
     videos = [os.fspath(v) for v in videos]
     if out and os.path.splitext(out)[1].lower() not in (".json", ".csv"):
         raise InputError(f"output must end in .json or .csv, got {out!r}")
+    blocked = file_in_the_way(os.path.dirname(os.path.abspath(out))) if out else None
+    if blocked:
+        raise InputError(f"cannot write {out!r}: {blocked!r} is a file, not a folder")
     for path in videos:
         if os.path.isdir(path):
             raise InputError(f"{path!r} is a folder: pass video files (e.g. {os.path.join(path, '*.mp4')})")

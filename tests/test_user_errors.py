@@ -152,6 +152,13 @@ CASES = {  # name: (build(tmp_path) -> command, words the line must hold)
     "synthetic-one-camera": (lambda t: ["make_synthetic.py", "mars", t / "out", "--cameras", "1"],
                              ["--cameras", "at least 2"]),
     "zoo-unknown-name": (lambda t: ["zoo.py", "--paper", "--names", "se", "nosuch"], ["--names", "'nosuch'"]),
+    "output-dir-is-a-file": (lambda t: ["train.py", REID_CFG, "OUTPUT_DIR", _file(t / "out") / "run"],
+                             ["OUTPUT_DIR", "out' is a file"]),
+    "test-output-dir-is-a-file": (lambda t: ["test.py", REID_CFG, "--checkpoint", _reid_checkpoint(t / "r.pth"),
+                                             "OUTPUT_DIR", _file(t / "out")], ["OUTPUT_DIR", "is a file"]),
+    "infer-output-under-a-file": (lambda t: ["infer.py", ACTION_CFG, "--checkpoint", _reid_checkpoint(t / "r.pth"),
+                                             t / "v.mp4", "--out", _file(t / "out") / "r.json"],
+                                  ["r.json", "out' is a file"]),
 }
 
 
