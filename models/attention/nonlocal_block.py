@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._ops import fused_attention
+from ._ops import fused_attention, token_max_pool_2x2
 from .layout import Layout
 from .registry import register_attention
 
@@ -15,6 +15,24 @@ MODES = ("embedded_gaussian", "gaussian", "dot", "concat")
 def _tokens(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W) -> (B, HW, C)``, contiguous (SDPA's fast path needs it)."""
     return x.flatten(2).transpose(1, 2).contiguous()
+
+
+def conv_tokens(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """A 1x1 (x1) conv straight into token layout: ``(B, C, *grid) -> (B, positions, C_out)``,
+    contiguous. One batched matmul reads ``x`` in place (BLAS takes the transposed operand), so no
+    channel-first output is made only to be transposed and copied; the conv's own parameters."""
+    b = x.shape[0]
+    weight = conv.weight.flatten(1).t().expand(b, -1, -1)                  # (B, C, C_out)
+    if conv.bias is None:
+        return torch.bmm(x.flatten(2).transpose(1, 2), weight)
+    return torch.baddbmm(conv.bias.view(1, 1, -1), x.flatten(2).transpose(1, 2), weight)
+
+
+def pool_tokens(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """2x2 ceil-mode max pooling of every ``h x w`` frame of tokens ``(B, F*h*w, D)`` (``F`` frames
+    per item) -> ``(B, F*ceil(h/2)*ceil(w/2), D)``, contiguous."""
+    b, n, d = t.shape
+    return token_max_pool_2x2(t.reshape(-1, h, w, d)).view(b, -1, d)
 
 
 def concat_relation(a: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -78,7 +96,7 @@ class NonLocal2d(nn.Module):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.mode, self.scale = mode, scale
+        self.mode, self.scale, self.sub_sample = mode, scale, sub_sample
         inner = max(1, channels // reduction)
         self.inner_channels = inner
         self.g = nn.Conv2d(channels, inner, 1)
@@ -97,15 +115,18 @@ class NonLocal2d(nn.Module):
                 nn.init.zeros_(conv.bias)
 
     def embed(self, x: torch.Tensor):
-        """Queries ``(B,N,d)``, keys ``(B,M,d)`` and values ``(B,M,C/2)`` as token matrices."""
+        """Queries ``(B,N,d)``, keys ``(B,M,d)`` and values ``(B,M,C/2)`` as contiguous token
+        matrices, projected straight into token layout and pooled there (``self.pool``'s function)."""
+        h, w = x.shape[2:]
+        pool = (lambda t: pool_tokens(t, h, w)) if self.sub_sample else (lambda t: t)
         if self.mode == "gaussian":
-            q, k = x, self.pool(x)
+            q = _tokens(x)
+            k = pool(q)
         else:
-            q, k = self.theta(x), self.pool(self.phi(x))
-        return _tokens(q), _tokens(k), _tokens(self.pool(self.g(x)))
+            q, k = conv_tokens(x, self.theta), pool(conv_tokens(x, self.phi))
+        return q, k, pool(conv_tokens(x, self.g))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
         q, k, v = self.embed(x)
         if self.mode in ("embedded_gaussian", "gaussian"):
             scale = q.shape[-1] ** -0.5 if self.scale else 1.0
@@ -119,5 +140,5 @@ class NonLocal2d(nn.Module):
                 w_theta, w_phi = self.concat_project.weight.to(dtype).view(2, -1)
                 y = concat_relation(q.to(dtype) @ w_theta, k.to(dtype) @ w_phi, v.to(dtype))
             y = (y / k.shape[1]).to(v.dtype)
-        y = y.transpose(1, 2).reshape(b, -1, h, w)
+        y = y.transpose(1, 2).reshape(x.shape[0], -1, *x.shape[2:])
         return x + self.bn(self.out(y))

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layout import Layout
-from .nonlocal_block import _tokens
+from .nonlocal_block import conv_tokens, pool_tokens
 from .registry import register_attention
 
 
@@ -50,6 +50,7 @@ class NonLocalST(nn.Module):
         super().__init__()
         inner = max(1, channels // reduction)
         self.num_frames, self.scale, self.inner_channels = num_frames, scale, inner
+        self.sub_sample = sub_sample
         self.theta = nn.Conv3d(channels, inner, 1)
         self.phi = nn.Conv3d(channels, inner, 1)
         self.g = nn.Conv3d(channels, inner, 1)
@@ -63,8 +64,11 @@ class NonLocalST(nn.Module):
                 nn.init.zeros_(conv.bias)
 
     def embed(self, x: torch.Tensor):
-        """Queries ``(N, THW, C/2)``, keys and values ``(N, T h w, C/2)`` (pooled), contiguous."""
-        return _tokens(self.theta(x)), _tokens(self.pool(self.phi(x))), _tokens(self.pool(self.g(x)))
+        """Queries ``(N, THW, C/2)``, keys and values ``(N, T h w, C/2)`` (pooled), contiguous:
+        projected straight into token layout and pooled there (``self.pool``'s function)."""
+        h, w = x.shape[3:]
+        pool = (lambda t: pool_tokens(t, h, w)) if self.sub_sample else (lambda t: t)
+        return conv_tokens(x, self.theta), pool(conv_tokens(x, self.phi)), pool(conv_tokens(x, self.g))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
@@ -75,5 +79,8 @@ class NonLocalST(nn.Module):
         q, k, v = self.embed(x)
         scale = q.shape[-1] ** -0.5 if self.scale else 1.0
         y = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=scale)
-        y = y.squeeze(1).transpose(1, 2).reshape(n, -1, t, h, w)
-        return x + self.bn(self.out(y))
+        # W_z as the same 1x1 conv over (T*H, W) maps: conv3d's CPU backward holds one more
+        # map-sized buffer than conv2d's
+        y = y.squeeze(1).transpose(1, 2).reshape(n, -1, t * h, w)
+        z = F.conv2d(y, self.out.weight.flatten(2).unsqueeze(3)).view(n, -1, t, h, w)
+        return x + self.bn(z)
