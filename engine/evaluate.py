@@ -5,7 +5,7 @@ import torch
 
 from .build import build_model, check_model_names
 from .checkpoint import check_task, checkpoint_classes, load_checkpoint, read_checkpoint
-from .errors import CheckpointError
+from .errors import CheckpointError, InputError
 from .config import load_config
 from .distributed import resolve_device
 from .speed_options import set_tf32, use_channels_last
@@ -43,6 +43,9 @@ def _num_classes_from_checkpoint(ckpt: dict, path: str) -> int:
 
 
 def run_test(config_path: str, checkpoint: str, overrides=(), ranks_png: str | None = None) -> dict:
+    if ranks_png and load_config(config_path, list(overrides)).TASK != "reid":  # before any work
+        raise InputError(f"--ranks-png draws re-ID rankings, but {config_path!r} is not a TASK reid config: "
+                         "drop --ranks-png (an action test writes its per-class table and confusion matrix)")
     cfg, task, model, device = load_trained(config_path, checkpoint, overrides)
     metrics = task.evaluate(model, device, amp_dtype(cfg, device))
     print(task.format(metrics, "checkpoint"))
