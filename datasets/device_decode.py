@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
@@ -34,9 +33,10 @@ log = logging.getLogger(__name__)
 
 def collate_encoded(batch):
     """Batch ``TrackletDataset(encoded=True)`` items: ``(data, lengths, clip_frames, owner, pids,
-    camids, index)``; ``clip_frames`` int64 ``(num_clips, T)`` index the batch's frames, ``owner``
-    (num_clips,) the item each clip belongs to."""
-    data, lengths, frames, pids, camids, index = zip(*batch)
+    camids, index, frame_ids)``; ``clip_frames`` int64 ``(num_clips, T)`` index the batch's
+    frames, ``owner`` (num_clips,) the item each clip belongs to, ``frame_ids`` ``(frames, 2)`` the
+    (dataset index, tracklet frame number) of each of the batch's frames."""
+    data, lengths, frames, pids, camids, index, numbers = zip(*batch)
     clip_frames, owner, offset = [], [], 0
     for k, (f, n) in enumerate(zip(frames, lengths)):
         f = f.reshape(-1, f.shape[-1])
@@ -44,7 +44,8 @@ def collate_encoded(batch):
         owner.append(torch.full((f.shape[0],), k, dtype=torch.int64))
         offset += len(n)
     return (torch.cat(data), torch.cat(lengths), torch.cat(clip_frames), torch.cat(owner), torch.tensor(pids),
-            torch.tensor(camids), torch.tensor(index))
+            torch.tensor(camids), torch.tensor(index),
+            torch.cat([torch.stack([torch.full_like(k, i), k], 1) for i, k in zip(index, numbers)]))
 
 
 class DeviceClipDecoder:
@@ -129,18 +130,18 @@ class DeviceDecodeLoader:
     def __iter__(self):
         epoch = getattr(self.loader.dataset, "epoch", None) or 0
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 7919 + 17)
-        for data, lengths, clip_frames, owner, pids, camids, index in self.loader:
-            clips = self.decoder(data, lengths, clip_frames, generator, lambda failed: self._repair(index, failed))
+        for data, lengths, clip_frames, owner, pids, camids, index, frame_ids in self.loader:
+            clips = self.decoder(data, lengths, clip_frames, generator, lambda failed: self._repair(frame_ids, failed))
             yield (clips, owner, pids, camids, index) if self.multi_clip else (clips, pids, camids, index)
 
 
-    def _repair(self, index: torch.Tensor, failed: dict) -> dict:
-        """Stand-ins for the batch's frames that do not decode ({slot: error}): the slots are the
-        items' distinct sampled frames in order, so each maps back to its tracklet frame, which the
-        dataset replaces by its nearest decodable neighbour and reports (``TrackletDataset``)."""
+    def _repair(self, frame_ids: torch.Tensor, failed: dict) -> dict:
+        """Stand-ins for the batch's frames that do not decode ({slot: error}): slot ``s`` is frame
+        ``frame_ids[s, 1]`` of tracklet ``frame_ids[s, 0]``, which the dataset replaces by its
+        nearest decodable neighbour and reports (``TrackletDataset``)."""
         dataset = self.loader.dataset
-        slots = [(i, int(k)) for i in index.tolist() for k in np.unique(dataset.indices(i))]
-        return {slot: dataset.replace_undecodable(*slots[slot], err) for slot, err in failed.items()}
+        return {slot: dataset.replace_undecodable(*map(int, frame_ids[slot].tolist()), err)
+                for slot, err in failed.items()}
 
 
 def gpu_jpeg_works(device) -> bool:

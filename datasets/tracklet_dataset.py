@@ -88,15 +88,17 @@ class TrackletDataset(Dataset):
     ``skip_log`` / ``max_broken_share``: unreadable frames (see the module docstring).
     Clips are uint8; the model normalises them.
 
-    ``encoded=True`` (no ``transform``): items are ``(data, lengths, frames, pid, camid, index)``:
-    the encoded bytes of the distinct frames sampled, end to end (``data`` uint8, ``lengths``
-    int64), and ``frames`` int64 ``(seq_len,)`` or ``(num_clips, seq_len)`` indexing them. Batch
+    ``encoded=True`` (no ``transform``): items are ``(data, lengths, frames, pid, camid, index,
+    frame_numbers)``: the encoded bytes of the distinct frames sampled, end to end (``data``
+    uint8, ``lengths`` int64), ``frames`` int64 ``(seq_len,)`` or ``(num_clips, seq_len)``
+    indexing them, and ``frame_numbers`` the tracklet frames they are (for replacing one that
+    fails to decode later). Batch
     them with ``device_decode.collate_encoded``. Unreadable frames are those that fail
     ``read_checked_bytes`` (missing, empty, truncated, not an image).
     """
 
     def __init__(self, tracklets: Sequence[Tracklet], seq_len: int = 4, sample: str = "evenly",
-                 transform: Callable | None = None, seed: int = 0, skip_log: BrokenVideoLog | None = None,
+                 transform: Callable | None = None, skip_log: BrokenVideoLog | None = None,
                  max_broken_share: float = 1.0, encoded: bool = False):
         if sample not in METHODS:
             raise ValueError(f"sample must be one of {METHODS}, got {sample!r}")
@@ -104,14 +106,13 @@ class TrackletDataset(Dataset):
             raise ValueError("encoded items carry undecoded bytes: their transform runs after decoding, not here")
         self.tracklets = list(tracklets)
         self.seq_len, self.sample, self.transform = seq_len, sample, transform
-        self.seed, self.epoch, self.encoded = seed, 0, encoded
+        self.encoded = encoded
         self.skip_log, self.max_broken_share = skip_log, max_broken_share
         self.unreadable: set[str] = set()       # frame paths known to fail, in this process
 
     def set_epoch(self, epoch: int) -> None:
-        """Random sampling depends on (seed, epoch, index): reproducible and resumable. The workers
-        about to start skip the frames already listed as unreadable."""
-        self.epoch = epoch
+        """The workers about to start skip the frames already listed as unreadable. (Random frame
+        choices come from torch's generator, seeded per item by the training loader.)"""
         self.unreadable |= self.broken_frames()
 
     def broken_frames(self) -> set[str]:
@@ -197,7 +198,9 @@ class TrackletDataset(Dataset):
             return sample_evenly(n, self.seq_len)
         if self.sample in ("random", "consecutive"):
             fn = sample_random if self.sample == "random" else sample_consecutive
-            return fn(n, self.seq_len, np.random.default_rng([self.seed, self.epoch, i]))
+            # torch's generator, which the training loader seeds per (seed, epoch, index, repeat)
+            # (engine.loaders): a tracklet drawn twice in an epoch gets other frames
+            return fn(n, self.seq_len, np.random.default_rng(int(torch.randint(2 ** 62, (1,)))))
         if self.sample == "dense":
             return sample_dense(n, self.seq_len)
         return sample_all(n)
@@ -209,7 +212,8 @@ class TrackletDataset(Dataset):
         loaded = self._read(t, uniq)
         if self.encoded:
             lengths = torch.tensor([len(b) for b in loaded], dtype=torch.int64)
-            return torch.cat(loaded), lengths, torch.as_tensor(inverse).view(idx.shape), t.pid, t.camid, i
+            return (torch.cat(loaded), lengths, torch.as_tensor(inverse).view(idx.shape), t.pid, t.camid, i,
+                    torch.as_tensor(uniq, dtype=torch.int64))
         frames = torch.stack([loaded[k] for k in inverse.reshape(-1)])        # one copy, in clip order
         if idx.ndim == 1:
             clip = self.transform(frames) if self.transform else frames.transpose(0, 1)

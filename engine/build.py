@@ -188,7 +188,7 @@ def build_reid_data(cfg, rank: int = 0, world: int = 1, skip_log=None, train: bo
     if train:
         t_train = (build_reid_transform(d.HEIGHT, d.WIDTH, True, d.FLIP_PROB, d.PADDING, d.ERASING_PROB, d.MEAN)
                    if decode is None else None)
-        train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, seed=cfg.SEED, **broken, **gpu)
+        train_set = TrackletDataset(mars.train, d.SEQ_LEN, d.TRAIN_SAMPLE, t_train, **broken, **gpu)
         sampler = RandomIdentitySampler([t.pid for t in mars.train], d.NUM_IDS, d.NUM_INSTANCES, seed=cfg.SEED,
                                         num_replicas=world, rank=rank)
         train = _loader(train_set, cfg, batch_size=d.NUM_IDS * d.NUM_INSTANCES, sampler=sampler, drop_last=True,

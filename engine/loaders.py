@@ -31,6 +31,15 @@ def item_seed(seed: int, epoch: int, index: int, repeat: int = 0) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
 
 
+def seed_item(seed: int, epoch: int, index: int, repeat: int = 0) -> None:
+    """Seed Python's, NumPy's and torch's CPU generator for one training item, as the training
+    loader does before loading it (CUDA's generator stays the trainer's)."""
+    s = item_seed(seed, epoch, index, repeat)
+    random.seed(s)
+    np.random.seed(s % 2 ** 32)
+    torch.default_generator.manual_seed(s)
+
+
 class EpochTagged(Sampler):
     """Wraps a sampler: yields ``(epoch, index, repeat)`` (``repeat``: earlier draws of ``index``
     this epoch); ``set_epoch`` reaches the wrapped sampler too."""
@@ -83,10 +92,7 @@ class EpochSeeded(Dataset):
 
     def _load(self, epoch: int, index: int, repeat: int):
         self.set_epoch(epoch)
-        s = item_seed(self.seed, epoch, index, repeat)
-        random.seed(s)
-        np.random.seed(s % 2 ** 32)
-        torch.default_generator.manual_seed(s)     # the CPU generator only: CUDA's stays the trainer's
+        seed_item(self.seed, epoch, index, repeat)
         return self.dataset[index]
 
     def __getitem__(self, key):

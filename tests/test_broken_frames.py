@@ -15,6 +15,7 @@ from engine.build import build_reid_data
 from engine.config import load_config
 from engine.evaluate import run_test
 from engine.trainer import Trainer
+from seeding import seeded_indices
 
 TINY = ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NAME", "resnet18", "DATA.HEIGHT", "32", "DATA.WIDTH", "16",
         "DATA.PADDING", "2", "DATA.NUM_IDS", "4", "DATA.NUM_INSTANCES", "2", "DATA.NUM_WORKERS", "0",
@@ -39,7 +40,7 @@ def first_trained_frame(cfg):
     loader.sampler.set_epoch(0)
     loader.dataset.set_epoch(0)
     i = loader.sampler.batches()[0][0]
-    return loader.dataset.tracklets[i].frames[int(loader.dataset.indices(i)[0])]
+    return loader.dataset.tracklets[i].frames[int(seeded_indices(loader.dataset, cfg.SEED, 0, i)[0])]
 
 
 def test_missing_train_frame_and_empty_test_frame(mars_copy, tmp_path, caplog):

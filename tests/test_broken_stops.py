@@ -17,6 +17,7 @@ from test_broken_frames import mars_copy, tiny_cfg  # noqa: F401 - mars_copy is 
 from test_infer import ACTION_CFG, ACTION_SET, CLASSES, save_untrained
 from test_training import _free_port
 from test_user_errors import assert_one_line_error, run_tool  # noqa: F401 - run_tool is a fixture
+from seeding import seeded_indices
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -90,8 +91,7 @@ def test_a_rank_that_stops_stops_every_rank_with_its_message(mars_copy, tmp_path
     rank0 = {i for batch in batches[0] for i in batch}
     first = next(i for i in batches[1][0] if i not in rank0)
     data = build_reid_data(cfg, 1, 2)[1].dataset
-    data.set_epoch(0)
-    os.remove(data.tracklets[first].frames[int(data.indices(first)[0])])
+    os.remove(data.tracklets[first].frames[int(seeded_indices(data, cfg.SEED, 0, first)[0])])
     mp.spawn(_stopping_rank, args=(mars_copy, str(out), str(tmp_path), _free_port()), nprocs=2, join=True)
     outcomes = [open(tmp_path / f"rank{r}.txt").read() for r in range(2)]
     assert outcomes[0] == outcomes[1], outcomes

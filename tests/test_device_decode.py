@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
@@ -19,6 +19,7 @@ from datasets.tracklet_dataset import TrackletDataset, collate_clips, read_check
 from datasets.transforms import build_reid_transform
 from engine.build import build_reid_data, reid_decode_device
 from engine.config import load_config
+from engine.loaders import make_loader
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -32,16 +33,20 @@ def test_encoded_items_decode_to_the_cpu_paths_clips(tiny_mars, sample, size):
     tracklets = MARS(tiny_mars[0]).query[:3]
     cpu = TrackletDataset(tracklets, 4, sample, build_reid_transform(*size, train=False))
     encoded = TrackletDataset(tracklets, 4, sample, encoded=True)
-    data, lengths, frames, pid, camid, index = encoded[1]
+    data, lengths, frames, pid, camid, index, numbers = encoded[1]
     assert data.dtype == torch.uint8 and data.ndim == 1 and int(lengths.sum()) == len(data)
+    assert numbers.tolist() == sorted(set(encoded.indices(1).reshape(-1).tolist()))
+    assert len(numbers) == len(lengths)
     assert (pid, camid, index) == (tracklets[1].pid, tracklets[1].camid, 1)
     assert frames.shape == ((-(-len(tracklets[1].frames) // 4), 4) if sample == "dense" else (4,))
     batch = collate_encoded([encoded[i] for i in range(3)])
     clips = DeviceClipDecoder(*size, device="cpu")(*batch[:3])
     want, owner, pids, camids, idx = cpu_batch(cpu, range(3))
     assert clips.dtype == torch.uint8 and torch.equal(clips, want)                 # libjpeg both ways: exact
-    for got, expected in zip(batch[3:], (owner, pids, camids, idx)):
+    for got, expected in zip(batch[3:7], (owner, pids, camids, idx)):
         assert torch.equal(got, expected)
+    ids = batch[7]                                                  # (item, tracklet frame) per decoded frame
+    assert ids.shape == (len(batch[1]), 2) and ids[:, 0].tolist() == sorted(ids[:, 0].tolist())
     with pytest.raises(ValueError, match="transform runs after decoding"):
         TrackletDataset(tracklets, 4, sample, build_reid_transform(*size, train=False), encoded=True)
 
@@ -119,14 +124,17 @@ def test_augment_parameters_follow_torchvision_distributions():
 def test_device_loader_yields_the_cpu_loaders_structure_and_seeded_draws(tiny_mars):
     tracklets = MARS(tiny_mars[0]).train
     data = TrackletDataset(tracklets, 4, "random", encoded=True)
-    loader = DeviceDecodeLoader(DataLoader(data, batch_size=6, collate_fn=collate_encoded),
-                                DeviceClipDecoder(32, 16, "cpu", train=True, padding=2, erasing_prob=0.5), seed=3)
-    assert len(loader) == len(DataLoader(data, batch_size=6)) and loader.dataset is data
+    wrapped = make_loader(data, batch_size=6, num_workers=0, pin_memory=False, sampler=SequentialSampler(data),
+                          train=True, seed=3, collate_fn=collate_encoded)       # the training loader's seeding
+    loader = DeviceDecodeLoader(wrapped, DeviceClipDecoder(32, 16, "cpu", train=True, padding=2, erasing_prob=0.5),
+                                seed=3)
+    assert len(loader) == len(DataLoader(data, batch_size=6)) and loader.dataset is wrapped.dataset
     clips, pids, camids, index = next(iter(loader))
     assert clips.shape == (6, 3, 4, 32, 16) and clips.dtype == torch.uint8
     assert pids.tolist() == [t.pid for t in tracklets[:6]] and index.tolist() == list(range(6))
     again = next(iter(loader))[0]
-    data.set_epoch(1)
+    wrapped.sampler.set_epoch(1)
+    wrapped.dataset.set_epoch(1)
     other = next(iter(loader))[0]
     assert torch.equal(clips, again) and not torch.equal(clips, other)      # seeded by (seed, epoch)
     with pytest.raises(ValueError, match="seeded generator"):

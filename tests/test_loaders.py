@@ -113,3 +113,19 @@ def test_an_index_drawn_twice_in_an_epoch_gets_its_own_random_draws(workers):
     single = make_loader(RandomItems(), batch_size=1, num_workers=0, pin_memory=False, sampler=[3], train=True,
                          seed=3)
     assert torch.equal(epochs(single, [2])[0][0], first[0])     # a first draw is seeded as before
+
+
+def test_a_tracklet_drawn_twice_in_a_batch_gets_other_frames(tiny_mars):
+    """P x K repeats a tracklet when an identity has fewer than K: each repeat samples its own
+    frames (torchreid draws them afresh too); they were identical before, whatever the crop."""
+    from datasets import MARS
+    from datasets.tracklet_dataset import TrackletDataset
+    mars = MARS(tiny_mars[0])
+    long = next(i for i, t in enumerate(mars.train) if len(t.frames) >= 8)
+    for sample in ("random", "consecutive"):
+        ds = TrackletDataset(mars.train, seq_len=4, sample=sample)
+        loader = make_loader(ds, batch_size=6, num_workers=0, pin_memory=False,
+                             sampler=[long] * 6, train=True, seed=3)
+        clips = next(iter(loader))[0]
+        distinct = {clips[k].flatten().numpy().tobytes() for k in range(6)}
+        assert len(distinct) > 1, sample

@@ -74,7 +74,7 @@ def test_tracklet_dataset_consecutive_mode(tiny_mars):
     from datasets import MARS
     from datasets.tracklet_dataset import TrackletDataset
     mars = MARS(tiny_mars[0])
-    ds = TrackletDataset(mars.train, seq_len=4, sample="consecutive", seed=3)
+    ds = TrackletDataset(mars.train, seq_len=4, sample="consecutive")
     for i in range(len(ds)):
         idx = ds.indices(i)
         if len(mars.train[i].frames) >= 4:
