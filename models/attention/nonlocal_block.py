@@ -18,14 +18,15 @@ def _tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 def conv_tokens(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
-    """A 1x1 (x1) conv straight into token layout: ``(B, C, *grid) -> (B, positions, C_out)``,
-    contiguous. One batched matmul reads ``x`` in place (BLAS takes the transposed operand), so no
-    channel-first output is made only to be transposed and copied; the conv's own parameters."""
-    b = x.shape[0]
-    weight = conv.weight.flatten(1).t().expand(b, -1, -1)                  # (B, C, C_out)
-    if conv.bias is None:
-        return torch.bmm(x.flatten(2).transpose(1, 2), weight)
-    return torch.baddbmm(conv.bias.view(1, 1, -1), x.flatten(2).transpose(1, 2), weight)
+    """A 1x1 (x1) conv to contiguous tokens ``(B, C, *grid) -> (B, positions, C_out)``; a clip map
+    ``(N, C, T, H, W)`` goes through ``conv2d`` as ``(T*H, W)`` maps with the conv's own weights
+    (same sums; conv3d's CPU backward holds one more map-sized buffer). Measured against a batched
+    matmul straight into token layout: that saves the transposed copy in float32 but under bf16
+    autocast casts x and the expanded weights per projection and costs more than it saves."""
+    weight = conv.weight
+    if x.dim() == 5:
+        x, weight = x.flatten(2, 3), weight.flatten(2, 3)
+    return _tokens(F.conv2d(x, weight, conv.bias))
 
 
 def pool_tokens(t: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -82,5 +82,5 @@ class NonLocalST(nn.Module):
         # W_z as the same 1x1 conv over (T*H, W) maps: conv3d's CPU backward holds one more
         # map-sized buffer than conv2d's
         y = y.squeeze(1).transpose(1, 2).reshape(n, -1, t * h, w)
-        z = F.conv2d(y, self.out.weight.flatten(2).unsqueeze(3)).view(n, -1, t, h, w)
+        z = F.conv2d(y, self.out.weight.flatten(2, 3)).view(n, -1, t, h, w)
         return x + self.bn(z)
