@@ -66,6 +66,27 @@ def check_model_names(cfg) -> None:
         if cls.kind not in kinds:
             raise ConfigError(f"{key} {name!r} is of kind {cls.kind!r}, not {kinds[0]!r}: choose one of "
                               f"{', '.join(k for k in known if k)}")
+        group = key.rsplit(".", 1)[0]
+        check_kwargs(f"{group}.KWARGS", cls, dict(m.BACKBONE.ATTENTION.KWARGS if "ATTENTION" in key
+                                                  else m.AGGREGATOR.KWARGS))
+    placement = m.BACKBONE.ATTENTION.PLACEMENT
+    from models.backbones.insertion import PLACEMENTS
+    if placement and placement not in PLACEMENTS:
+        raise ConfigError(f"MODEL.BACKBONE.ATTENTION.PLACEMENT {placement!r} is unknown; choose one of "
+                          f"{', '.join(PLACEMENTS)} (or leave it empty for the paper's placement)")
+
+
+def check_kwargs(key: str, cls, kwargs: dict) -> None:
+    """The keys of a module's KWARGS name arguments of its constructor: else a one-line error."""
+    import inspect
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n in params if n not in ("self", "channels")]
+    for name in kwargs:
+        if name not in known:
+            raise ConfigError(f"{key}.{name} is not an argument of {cls.__name__}; it takes "
+                              f"{', '.join(known) or 'none'}")
 
 
 def build_backbone_from_cfg(cfg):
