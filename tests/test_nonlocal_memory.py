@@ -81,3 +81,10 @@ def test_saved_activations_stay_within_budget(name, shape):
         block(x)
     per_position = sum(saved.values()) / (x.numel() // 32) / 4            # float32 numbers per position
     assert per_position < 2.5 * 32, per_position / 32
+
+
+def test_token_pool_refuses_a_second_derivative():
+    t = torch.randn(1, 4, 4, 2, requires_grad=True)
+    (grad,) = torch.autograd.grad(token_max_pool_2x2(t).square().sum(), t, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad|double backward"):
+        grad.sum().backward()

@@ -55,6 +55,7 @@ class _TokenMaxPool2x2(torch.autograd.Function):
         return values.permute(0, 2, 3, 1).contiguous()
 
     @staticmethod
+    @torch.autograd.function.once_differentiable      # a gradient of the gradient raises, never is wrong
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (offset,) = ctx.saved_tensors
         h, w = ctx.size
